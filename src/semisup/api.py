@@ -1,0 +1,250 @@
+"""The library entry points the CLI calls: resolve options, load data, train, evaluate, predict.
+
+Options resolve in layers: defaults, then the data set's defaults, then a --config file,
+then the options given on the command line. The resolved set is what config.yaml records."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from .data.sources import BUILTINS, load_source
+from .data.split import make_semidata
+from .data.views import view_maker_for
+from .engine import dist
+from .engine.runfolder import RunFolder, check_out, load_checkpoint
+from .engine.trainer import Trainer, TrainOptions, evaluate, predict_logits
+from .errors import UserError
+from .methods import METHODS, get_method
+from .models import build_model, default_model
+
+RUN_KEYS = dict(task="classify", method="fixmatch", data="digits", labels=None, labels_per_class=None,
+                model=None, device="auto", flip=None, classes=None)
+# Defaults per built-in data set, chosen so that the run fits a small CPU budget.
+DATA_DEFAULTS = {
+    "digits": dict(labels_per_class=4, steps=600, batch_size=32, unlabeled_ratio=7, eval_every=100,
+                   save_every=300, lr=0.03, weight_decay=5e-4),
+}
+WHERE_NOT_WHAT = ("out", "resume", "overwrite")  # never taken from a config file
+
+
+def method_options() -> dict[str, object]:
+    """Every method hyperparameter name with the first default found (for the CLI)."""
+    out = {}
+    for m in METHODS.values():
+        for f in m.hyper_fields():
+            out.setdefault(f.name, f)
+    return out
+
+
+def defaults(data: str | None = None) -> dict:
+    d = {**RUN_KEYS, **asdict(TrainOptions())}
+    d.update(DATA_DEFAULTS.get(data or RUN_KEYS["data"], {}))
+    return d
+
+
+def resolve(given: dict, config: dict | None = None) -> dict:
+    """Merge defaults, data defaults, a config file and given options into the full config."""
+    config = {k: v for k, v in (config or {}).items() if k not in WHERE_NOT_WHAT}
+    known = set(defaults()) | set(method_options())
+    for k in config:
+        if k not in known:
+            raise UserError(f"--config: unknown option '{k}'; `semisup train --help` lists the options")
+    merged = {**config, **given}
+    data = merged.get("data", RUN_KEYS["data"])
+    cfg = {**defaults(data), **merged}
+    if "labels" in merged and "labels_per_class" not in merged:
+        cfg["labels_per_class"] = None
+    if "labels_per_class" in merged and "labels" not in merged:
+        cfg["labels"] = None
+    if cfg["task"] != "classify":
+        raise UserError(f"--task {cfg['task']}: only 'classify' is available in this version")
+    method = get_method(cfg["method"])
+    names = {f.name for f in method.hyper_fields()}
+    for k in set(merged) & set(method_options()) - names:
+        if merged[k] is not None:
+            raise UserError(f"--{k.replace('_', '-')}: not an option of method '{cfg['method']}' "
+                            f"(its options: {', '.join(sorted(names)) or 'none'})")
+    for f in method.hyper_fields():
+        cfg[f.name] = merged.get(f.name) if merged.get(f.name) is not None else f.default
+    for k in [k for k in cfg if k in method_options() and k not in names]:
+        del cfg[k]
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: dict) -> None:
+    positive = ("steps", "batch_size", "eval_every", "save_every", "log_every", "eval_batch")
+    for k in positive:
+        if not isinstance(cfg[k], int) or cfg[k] < 1:
+            raise UserError(f"--{k.replace('_', '-')} {cfg[k]}: must be a whole number of at least 1")
+    if cfg["unlabeled_ratio"] < 0:
+        raise UserError(f"--unlabeled-ratio {cfg['unlabeled_ratio']}: must be 0 or more")
+    if not 0 <= cfg["ema"] < 1:
+        raise UserError(f"--ema {cfg['ema']}: must be in [0, 1)")
+    if cfg["lr"] <= 0:
+        raise UserError(f"--lr {cfg['lr']}: must be positive")
+    if cfg["device"] not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {cfg['device']}: choose auto, cpu or cuda")
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if cfg["amp"] not in ("auto", "bf16", "off"):
+        raise UserError(f"--amp {cfg['amp']}: choose auto, bf16 or off")
+    if "threshold" in cfg and not 0 <= cfg["threshold"] <= 1:
+        raise UserError(f"--threshold {cfg['threshold']}: must be in [0, 1]")
+
+
+def prepare(cfg: dict):
+    """Load and split the data, build the model and method. Raises UserError on bad input."""
+    classes = cfg["classes"].split(",") if isinstance(cfg["classes"], str) else cfg["classes"]
+    src = load_source(str(cfg["data"]), strict=True, classes=classes)
+    data = make_semidata(src, cfg["labels"], cfg["labels_per_class"], cfg["seed"])
+    if cfg["method"] != "supervised" and len(data.unlabeled) == 0:
+        raise UserError(f"--method {cfg['method']}: there are no unlabeled images; ask for fewer labels "
+                        "(--labels) or add unlabeled images")
+    views = view_maker_for(data, flip=cfg["flip"])
+    c, h, w = src.shape
+    cfg["model"] = cfg["model"] or default_model(min(h, w))
+    torch.manual_seed(cfg["seed"])  # the same initial weights on every process
+    model = build_model(cfg["model"], c, len(src.classes))
+    method_cls = get_method(cfg["method"])
+    hp = method_cls.Hyper(**{f.name: cfg[f.name] for f in method_cls.hyper_fields()})
+    return data, views, method_cls(model, len(src.classes), hp)
+
+
+def train(given: dict, config: dict | None = None, out: str | None = None, resume: bool = False,
+          overwrite: bool = False) -> tuple[dict, Path]:
+    rank, world, device = dist.setup(given.get("device") or (config or {}).get("device") or "auto")
+    if out and resume:  # a resumed run takes its options from its own config.yaml
+        from .engine.runfolder import load_config
+
+        saved_path = Path(out) / "config.yaml"
+        if saved_path.exists():
+            saved = load_config(saved_path)
+            changed = [k for k, v in given.items() if k in saved and saved[k] != v
+                       and k not in ("steps", "device", "save_every", "eval_every", "log_every", "quiet")]
+            if changed:
+                raise UserError(f"--resume: --{changed[0].replace('_', '-')} differs from {saved_path}; "
+                                "a resumed run keeps its options (only --steps may change)")
+            config, given = saved, {k: v for k, v in given.items() if k not in saved or k == "steps"}
+    cfg = resolve(given, config)
+    for opt, n in (("--batch-size", cfg["batch_size"]), ("--batch-size x --unlabeled-ratio",
+                                                         cfg["batch_size"] * cfg["unlabeled_ratio"])):
+        if n % world:
+            raise UserError(f"{opt} = {n} must be divisible by the {world} processes")
+    data, views, method = prepare(cfg)
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = f"runs/{cfg['task']}-{cfg['method']}-{Path(str(cfg['data'])).name}-{stamp}"
+    out = Path(out)
+    state = check_out(out, resume, overwrite) if rank == 0 else None
+    dist.barrier()
+    opts = TrainOptions(**{f.name: cfg[f.name] for f in fields(TrainOptions)})
+    run = RunFolder(out) if rank == 0 else None
+    if run:
+        run.start(cfg, fresh=not resume)
+    meta = meta_of(cfg, data)
+    trainer = Trainer(method, data, views, opts, run, device, rank, world)
+    if resume:
+        ckpt = load_checkpoint(out / "checkpoints" / "last.pt", device)
+        trainer.load_state(ckpt)
+        if run:
+            run.truncate_metrics(ckpt["step"])
+    t0 = time.time()
+    try:
+        result = trainer.fit(meta)
+    finally:
+        if run:
+            run.finish()
+    summary = None
+    if rank == 0:
+        summary = {"task": cfg["task"], "method": cfg["method"], "data": str(cfg["data"]),
+                   "data_format": data.source.kind, "model": cfg["model"],
+                   "num_labeled": len(data.labeled), "num_unlabeled": len(data.unlabeled),
+                   "num_test": len(data.test.y), "test_split": data.test_name,
+                   "steps": cfg["steps"], "seed": cfg["seed"], "processes": world, "device": str(device),
+                   **result}
+        summary["timing"]["wall_seconds"] = round(time.time() - t0, 2)
+        run.write_summary(summary)
+        from .report import plot_curves
+
+        plot_curves(run.metrics(), out / "curves.png", title=f"{cfg['method']} on {Path(str(cfg['data'])).name}")
+    dist.barrier()
+    dist.cleanup()
+    return summary, out
+
+
+def meta_of(cfg: dict, data) -> dict:
+    """What eval and predict need to rebuild the network and its input pipeline."""
+    c, h, w = data.source.shape
+    return {"task": cfg["task"], "method": cfg["method"], "model": cfg["model"], "classes": data.classes,
+            "channels": c, "size": [h, w], "mean": data.mean.tolist(), "std": data.std.tolist(),
+            "data": str(cfg["data"]), "config": cfg}
+
+
+# ---------------------------------------------------------------------------- eval / predict
+def load_run(run_dir: str, which: str = "best"):
+    run = Path(run_dir)
+    ckpt_path = run / "checkpoints" / f"{which}.pt"
+    if not run.is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    if not ckpt_path.exists():
+        ckpt_path = run / "checkpoints" / "last.pt"
+    if not ckpt_path.exists():
+        raise UserError(f"{run_dir}: no checkpoints/best.pt or last.pt; is it a semisup run folder?")
+    ckpt = load_checkpoint(ckpt_path)
+    meta = ckpt["meta"]
+    model = build_model(meta["model"], meta["channels"], len(meta["classes"]))
+    model.load_state_dict({k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")})
+    model.eval()
+    from .data.views import ViewMaker
+
+    views = ViewMaker(torch.tensor(meta["mean"]), torch.tensor(meta["std"]))
+    return model, views, meta, ckpt_path
+
+
+def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") -> dict:
+    model, views, meta, ckpt_path = load_run(run_dir, which)
+    cfg = meta["config"]
+    if data_spec is None:
+        data = make_semidata(load_source(cfg["data"], classes=meta["classes"]), cfg["labels"],
+                             cfg["labels_per_class"], cfg["seed"])
+        split, name = data.test, f"{cfg['data']} ({data.test_name})"
+    else:
+        src = load_source(data_spec, classes=meta["classes"])
+        if src.shape != (meta["channels"], *meta["size"]):
+            raise UserError(f"--data {data_spec}: images are {src.shape}, the run was trained on "
+                            f"{(meta['channels'], *meta['size'])} (channels, height, width)")
+        split = src.test or src.train
+        name = f"{data_spec} ({'test' if src.test is not None else 'all labeled images'})"
+    r = evaluate(model, split, views, torch.device("cpu"))
+    return {"run": str(run_dir), "checkpoint": str(ckpt_path), "data": name,
+            "images": int((split.y >= 0).sum()), "accuracy": r["accuracy"], "loss": r["loss"]}
+
+
+def predict(run_dir: str, paths: list[str]) -> list[tuple[str, str, float]]:
+    from PIL import Image
+
+    from .data.sources import IMAGE_EXTS, decode_images
+    from .errors import Problems
+
+    model, views, meta, _ = load_run(run_dir)
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"{p}: no such image or folder")
+    if not files:
+        raise UserError(f"{', '.join(paths)}: no images found")
+    h, w = meta["size"]
+    x, keep = decode_images([(str(f), f.read_bytes) for f in files], Problems(strict=True), [],
+                            size=(w, h), channels=meta["channels"])
+    logits = predict_logits(model, x, views, torch.device("cpu"))
+    conf, cls = logits.softmax(1).max(1)
+    return [(str(files[i]), meta["classes"][c], float(p)) for i, c, p in zip(keep, cls.tolist(), conf.tolist())]

@@ -1,0 +1,173 @@
+"""The command line: parses, calls the library, prints. No logic of its own."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import MISSING
+
+from .errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+def _train_parser(sub) -> None:
+    from .api import RUN_KEYS, method_options
+    from .engine.trainer import TrainOptions
+
+    p = sub.add_parser("train", help="train a model (fixmatch on digits with no options)",
+                       description="Train a semi-supervised model. With no options: fixmatch on the built-in "
+                                   "digits with 4 labels per class.", argument_default=argparse.SUPPRESS)
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("what to train")
+    g.add_argument("--config", help="a YAML file of options (a run's config.yaml reproduces it); "
+                                    "options given here override it")
+    g.add_argument("--task", help="classify (default)")
+    g.add_argument("--method", help=f"the algorithm (default {RUN_KEYS['method']}); `semisup methods` lists them")
+    g.add_argument("--data", help="a built-in name (digits) or a path: IDX folder, image folder or .tar(.gz), "
+                                  ".csv manifest, .npz")
+    g.add_argument("--labels", type=int, help="labeled images to draw, class-balanced (default: digits 4 per "
+                                              "class; other data: every labeled image)")
+    g.add_argument("--labels-per-class", type=int, help="labeled images to draw per class")
+    g.add_argument("--classes", help="comma-separated class names, fixing their order (CSV, NPZ, folders)")
+    g.add_argument("--seed", type=int, help="seed of the labeled draw, initial weights and sampling (default 0)")
+    g.add_argument("--model", help="cnn, cnn_small, wrn28_2 (default: cnn below 32 px, else wrn28_2)")
+    g.add_argument("--flip", type=_bool, help="horizontal flips in the views (default: true for colour images)")
+    t = p.add_argument_group("optimisation (defaults: FixMatch's, scaled to the data set's CPU budget)")
+    defaults = TrainOptions()
+    for name, typ, h in (("steps", int, "training steps"), ("batch_size", int, "labeled images per step, global"),
+                         ("unlabeled_ratio", int, "unlabeled images per labeled one (mu)"),
+                         ("lr", float, "learning rate (cosine decay)"), ("momentum", float, "SGD momentum"),
+                         ("nesterov", _bool, "Nesterov momentum"), ("weight_decay", float, "weight decay"),
+                         ("ema", float, "EMA decay of the evaluated weights"),
+                         ("eval_every", int, "steps between evaluations"),
+                         ("save_every", int, "steps between checkpoints"), ("log_every", int, "steps between log reads"),
+                         ("amp", str, "auto (bf16 on CUDA), bf16, off"), ("compile", _bool, "torch.compile the network"),
+                         ("eval_batch", int, "evaluation batch size"), ("device", str, "auto, cpu or cuda")):
+        d = getattr(defaults, name, "auto")
+        t.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{h} (default {d})")
+    m = p.add_argument_group("method options (each method takes its own; `semisup methods --verbose`)")
+    for name, f in method_options().items():
+        typ = _bool if isinstance(f.default, bool) else type(f.default)
+        m.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{f.metadata.get('help', '')}")
+    r = p.add_argument_group("run folder")
+    r.add_argument("--out", default=S, help="run folder (default runs/<task>-<method>-<data>-<time>)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    r.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="semisup", description="Semi-supervised image models from a few labeled images.")
+    p.add_argument("--version", action="version", version=f"semisup {__import__('semisup').__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
+    _train_parser(sub)
+    e = sub.add_parser("eval", help="evaluate a run's best checkpoint")
+    e.add_argument("run_dir")
+    e.add_argument("--data", help="evaluate on this data instead of the run's test split")
+    e.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    pr = sub.add_parser("predict", help="classify images with a trained run")
+    pr.add_argument("run_dir")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--out", help="write path,class,confidence to this CSV instead of printing")
+    me = sub.add_parser("methods", help="list the methods")
+    me.add_argument("--verbose", "-v", action="store_true", help="with their options and defaults")
+    d = sub.add_parser("data", help="check a data set: counts, sizes, problems")
+    d.add_argument("spec", help="a built-in name or a path")
+    d.add_argument("--classes", help="comma-separated class names")
+    return p
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .api import train
+    from .engine.runfolder import load_config
+
+    given = {k: v for k, v in vars(a).items() if k not in ("command", "config", "out", "resume", "overwrite")}
+    config = load_config(a.config) if getattr(a, "config", None) else None
+    summary, out = train(given, config, getattr(a, "out", None), getattr(a, "resume", False),
+                         getattr(a, "overwrite", False))
+    if summary is not None:
+        m, t = summary["metrics"], summary["timing"]
+        print(f"{summary['method']} on {summary['data']}: test accuracy {m['test_accuracy']:.4f} "
+              f"(best {m['best_test_accuracy']:.4f} at step {m['best_step']}), "
+              f"{summary['num_labeled']} labeled + {summary['num_unlabeled']} unlabeled, "
+              f"{summary['steps']} steps in {t['train_seconds']:.0f} s")
+        print(f"run folder: {out}")
+
+
+def cmd_eval(a) -> None:
+    from .api import eval_run
+
+    r = eval_run(a.run_dir, a.data, a.checkpoint)
+    print(f"{r['data']}: accuracy {r['accuracy']:.4f} on {r['images']} images ({r['checkpoint']})")
+
+
+def cmd_predict(a) -> None:
+    from pathlib import Path
+
+    from .api import predict
+    from .engine.runfolder import atomic_write
+
+    rows = predict(a.run_dir, a.images)
+    if a.out:
+        def write(p):
+            with open(p, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["path", "class", "confidence"])
+                w.writerows((r[0], r[1], f"{r[2]:.4f}") for r in rows)
+        atomic_write(Path(a.out), write)
+        print(f"wrote {len(rows)} predictions to {a.out}")
+    else:
+        for path, cls, conf in rows:
+            print(f"{path},{cls},{conf:.4f}")
+
+
+def cmd_methods(a) -> None:
+    from .methods import METHODS
+
+    for name, m in METHODS.items():
+        print(f"{name:14s} {m.task:9s} {m.paper}")
+        if a.verbose:
+            for f in m.hyper_fields():
+                d = f.default if f.default is not MISSING else "required"
+                print(f"    --{f.name.replace('_', '-'):16s} {d!s:8s} {f.metadata.get('help', '')}")
+
+
+def cmd_data(a) -> None:
+    from .data.check import report
+
+    print(report(a.spec, a.classes.split(",") if a.classes else None))
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.command is None:
+        parser.print_help()
+        sys.exit(0)
+    try:
+        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "methods": cmd_methods,
+         "data": cmd_data}[a.command](a)
+    except UserError as e:
+        sys.stderr.write(f"semisup {a.command}: error: {e}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("semisup: interrupted; a training run continues with --resume and the same --out\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

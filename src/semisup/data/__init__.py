@@ -1,0 +1,3 @@
+from .sources import Source, Split, load_source  # noqa: F401
+from .split import SemiData, make_semidata  # noqa: F401
+from .views import ViewMaker, view_maker_for  # noqa: F401

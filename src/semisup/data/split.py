@@ -1,0 +1,100 @@
+"""SemiData: a source with its labeled subset drawn from the seed and the rest unlabeled."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UserError
+from .sources import Source, Split
+
+
+@dataclass
+class SemiData:
+    source: Source
+    labeled: torch.Tensor  # indices into source.train
+    unlabeled: torch.Tensor  # the rest of the training images
+    test: Split  # the reported split
+    val: Split | None  # the selection split, when there is one
+    test_name: str  # where `test` came from: "test", "val", or "held out from train"
+    mean: torch.Tensor  # per-channel statistics of the labeled images, in [0, 1]
+    std: torch.Tensor
+
+    @property
+    def classes(self) -> list[str]:
+        return self.source.classes
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.source.train.x
+
+    @property
+    def hidden_targets(self) -> torch.Tensor:
+        """True classes of the training images (-1 unknown), for reporting pseudo-label
+        accuracy only: training never reads them for unlabeled images."""
+        return self.source.train.y
+
+    @property
+    def labeled_targets(self) -> torch.Tensor:
+        return self.source.train.y[self.labeled]
+
+
+def _per_class(y: torch.Tensor, k: int) -> list[torch.Tensor]:
+    return [(y == c).nonzero().flatten() for c in range(k)]
+
+
+def make_semidata(src: Source, labels: int | None = None, labels_per_class: int | None = None,
+                  seed: int = 0, holdout: float = 0.2) -> SemiData:
+    """Draw the labeled subset, class-balanced, from `seed` (a CPU generator: the same on every
+    process). Without `labels`/`labels_per_class`, every labeled training image is used."""
+    if labels is not None and labels_per_class is not None:
+        raise UserError("--labels and --labels-per-class: give one of them, not both")
+    k = len(src.classes)
+    y = src.train.y
+    train_idx = torch.arange(len(y))
+    test, val, test_name = src.test, src.val, "test"
+    if test is None and val is not None:
+        test, val, test_name = val, None, "val"
+    if test is None:  # hold out a fixed, class-stratified share of the labeled training images
+        g = torch.Generator().manual_seed(0)
+        held = torch.cat([idx[torch.randperm(len(idx), generator=g)][:max(1, round(holdout * len(idx)))]
+                          for idx in _per_class(y, k) if len(idx) > 1])
+        keep = torch.ones(len(y), dtype=torch.bool)
+        keep[held] = False
+        test = Split(src.train.x[held], y[held])
+        train_idx = keep.nonzero().flatten()
+        test_name = f"held out from train ({holdout:.0%} of each class)"
+    ytr = y[train_idx]
+    pools = _per_class(ytr, k)
+    if labels is not None or labels_per_class is not None:
+        if labels is not None:
+            if labels < k:
+                raise UserError(f"--labels {labels}: need at least one per class ({k} classes)")
+            per = torch.full((k,), labels // k, dtype=torch.long)
+            extra = torch.randperm(k, generator=torch.Generator().manual_seed(seed + 7919))[: labels % k]
+            per[extra] += 1
+            opt = f"--labels {labels}"
+        else:
+            if labels_per_class < 1:
+                raise UserError(f"--labels-per-class {labels_per_class}: must be at least 1")
+            per = torch.full((k,), labels_per_class, dtype=torch.long)
+            opt = f"--labels-per-class {labels_per_class}"
+        g = torch.Generator().manual_seed(seed)
+        chosen = []
+        for c, pool in enumerate(pools):
+            if len(pool) < per[c]:
+                raise UserError(f"{opt}: class '{src.classes[c]}' has only {len(pool)} labeled training "
+                                f"images (asked for {int(per[c])}); ask for fewer")
+            chosen.append(pool[torch.randperm(len(pool), generator=g)[: int(per[c])]])
+        labeled = train_idx[torch.cat(chosen)]
+    else:
+        labeled = train_idx[ytr >= 0]
+    if len(labeled) == 0:
+        raise UserError(f"{src.name}: no labeled training images; label some or give class folders")
+    mask = torch.zeros(len(y), dtype=torch.bool)
+    mask[train_idx] = True
+    mask[labeled] = False
+    unlabeled = mask.nonzero().flatten()
+    x = src.train.x[labeled].float().div_(255)
+    mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3)).clamp_min(1e-3)
+    return SemiData(src, labeled, unlabeled, test, val, test_name, mean, std)

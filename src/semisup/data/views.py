@@ -1,0 +1,135 @@
+"""Views made on the device, for whole batches at once, with kornia's tensor ops.
+
+`weak`: a random shift of up to 12.5% of the side (and a horizontal flip where the data
+allows one). `strong`: the weak view, then RandAugment as FixMatch uses it (Sohn et al. 2020,
+Table 12: two ops drawn per image from 14, each with a random magnitude) and Cutout.
+Every image gets its own draw; nothing loops over images and nothing waits on the host.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import kornia
+import torch
+
+# the FixMatch RandAugment pool (the geometric ones are folded into one affine warp)
+COLOR_OPS = ("identity", "autocontrast", "equalize", "brightness", "color", "contrast",
+             "sharpness", "posterize", "solarize")
+GEOM_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+OPS = COLOR_OPS + GEOM_OPS
+
+
+def _blend(x: torch.Tensor, degenerate: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """PIL's ImageEnhance: degenerate + f * (x - degenerate), f per image."""
+    return (degenerate + f.view(-1, 1, 1, 1) * (x - degenerate)).clamp_(0, 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return kornia.color.rgb_to_grayscale(x) if x.shape[1] == 3 else x
+
+
+def _affine(x: torch.Tensor, angle, shear_x, shear_y, tx, ty, flip, pad: str) -> torch.Tensor:
+    """One warp per batch: flip, rotate (degrees), shear and translate (pixels) about the centre."""
+    b, _, h, w = x.shape
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    a = torch.deg2rad(angle)
+    cos, sin = torch.cos(a), torch.sin(a)
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    rot = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1),
+                       torch.stack([zero, zero, one], -1)], 1)
+    shear = torch.stack([torch.stack([one, shear_x, zero], -1), torch.stack([shear_y, one, zero], -1),
+                         torch.stack([zero, zero, one], -1)], 1)
+    fl = torch.diag_embed(torch.stack([1 - 2 * flip, one, one], -1))
+    center = torch.eye(3, device=x.device).repeat(b, 1, 1)
+    center[:, 0, 2], center[:, 1, 2] = cx, cy
+    back = torch.eye(3, device=x.device).repeat(b, 1, 1)
+    back[:, 0, 2], back[:, 1, 2] = -cx, -cy
+    m = center @ rot @ shear @ fl @ back
+    m[:, 0, 2] += tx
+    m[:, 1, 2] += ty
+    return kornia.geometry.transform.warp_affine(x, m[:, :2], (h, w), padding_mode=pad)
+
+
+@dataclass
+class ViewMaker:
+    """Turns a batch of uint8 images into normalised float views named by the method."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    flip: bool = False  # horizontal flips keep the class (natural images, not digits)
+    translate: float = 0.125  # weak shift, as a share of the side
+    pad: str = "zeros"  # "reflection" for natural images (FixMatch), "zeros" for digits
+    ra_ops: int = 2  # RandAugment: ops per image
+    cutout: float = 0.5  # largest Cutout side, as a share of the image side
+
+    def __call__(self, x: torch.Tensor, view: str) -> torch.Tensor:
+        x = x.float().div_(255)
+        if view == "weak":
+            x = self.weak(x)
+        elif view == "strong":
+            x = self.strong(x)
+        elif view != "none":
+            raise ValueError(f"unknown view {view!r}")
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
+
+    def _shift(self, x: torch.Tensor, extra=None) -> torch.Tensor:
+        b, _, h, w = x.shape
+        dev = x.device
+        r = lambda lim: (torch.rand(b, device=dev) * 2 - 1) * lim  # noqa: E731
+        tx = torch.round(r(self.translate * w))
+        ty = torch.round(r(self.translate * h))
+        flip = (torch.rand(b, device=dev) < 0.5).float() if self.flip else torch.zeros(b, device=dev)
+        angle = sx = sy = torch.zeros(b, device=dev)
+        if extra is not None:
+            angle, sx, sy, etx, ety = extra
+            tx, ty = tx + etx * w, ty + ety * h
+        return _affine(x, angle, sx, sy, tx, ty, flip, self.pad)
+
+    def weak(self, x: torch.Tensor) -> torch.Tensor:
+        return self._shift(x)
+
+    def strong(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        dev = x.device
+        picks = torch.randint(len(OPS), (b, self.ra_ops), device=dev)
+        on = {op: (picks == i).any(1) for i, op in enumerate(OPS)}
+        u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, device=dev)  # noqa: E731
+        sign = lambda: torch.where(torch.rand(b, device=dev) < 0.5, -1.0, 1.0)  # noqa: E731
+        where = lambda op, y: torch.where(on[op].view(-1, 1, 1, 1), y, x)  # noqa: E731
+        # colour ops, in the pool's order
+        lo = x.amin((2, 3), keepdim=True)
+        hi = x.amax((2, 3), keepdim=True)
+        x = where("autocontrast", torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-6), x))
+        x = where("equalize", kornia.enhance.equalize(x))
+        x = where("brightness", _blend(x, torch.zeros_like(x), u(0.05, 0.95)))
+        if c == 3:
+            x = where("color", _blend(x, _gray(x).expand_as(x), u(0.05, 0.95)))
+        x = where("contrast", _blend(x, _gray(x).mean((1, 2, 3), keepdim=True).expand_as(x), u(0.05, 0.95)))
+        x = where("sharpness", kornia.enhance.sharpness(x, u(0.05, 0.95)))
+        x = where("posterize", kornia.enhance.posterize(x, torch.randint(4, 9, (b,), device=dev)))
+        x = where("solarize", kornia.enhance.solarize(x, u(0.0, 1.0)))
+        # geometric ops, with the weak view's shift and flip, in one warp
+        z = lambda op, v: v * on[op]  # noqa: E731
+        geom = (z("rotate", u(-30, 30)), z("shear_x", u(-0.3, 0.3)), z("shear_y", u(-0.3, 0.3)),
+                z("translate_x", sign() * u(0, 0.3)), z("translate_y", sign() * u(0, 0.3)))
+        x = self._shift(x, geom)
+        # Cutout: a grey square of side up to `cutout` of the image, anywhere, on every image
+        side = u(0, self.cutout) * h
+        cy, cx = u(0, h), u(0, w)
+        ys = torch.arange(h, device=dev).view(1, h, 1)
+        xs = torch.arange(w, device=dev).view(1, 1, w)
+        hole = ((ys - cy.view(-1, 1, 1)).abs() <= side.view(-1, 1, 1) / 2) & \
+               ((xs - cx.view(-1, 1, 1)).abs() <= side.view(-1, 1, 1) / 2)
+        return x.masked_fill(hole.unsqueeze(1), 0.5)
+
+
+def view_maker_for(data, **overrides) -> ViewMaker:
+    """Per-dataset defaults: natural (colour) images flip and reflect-pad; digits do neither."""
+    natural = data.source.flip
+    opts = dict(flip=natural, pad="reflection" if natural else "zeros")
+    opts.update({k: v for k, v in overrides.items() if v is not None})
+    return ViewMaker(data.mean, data.std, **opts)

@@ -1,0 +1,35 @@
+import copy
+
+import torch
+import torch.nn as nn
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a network's weights and buffers, used for evaluation.
+    The decay warms up as min(decay, (1 + n) / (10 + n)) so short runs are not dominated by
+    the random initial weights. (torch.optim.swa_utils.AveragedModel with its EMA function has
+    no warm-up and fails on integer buffers such as BatchNorm's num_batches_tracked.)"""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.decay = decay
+        self.register_buffer("n", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.n += 1
+        n = self.n.float()
+        decay = torch.clamp((1 + n) / (10 + n), max=self.decay)
+        mine = list(self.module.state_dict().values())
+        theirs = list(model.state_dict().values())
+        floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
+        others = [(a, b) for a, b in zip(mine, theirs) if not a.is_floating_point()]
+        if floats:
+            a, b = zip(*floats)
+            torch._foreach_lerp_(list(a), list(b), 1 - decay)
+        for a, b in others:
+            a.copy_(b)
+
+    def forward(self, x):
+        return self.module(x)

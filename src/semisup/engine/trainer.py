@@ -1,0 +1,287 @@
+"""The step-based trainer: sampling on the device, views, optimiser, schedule, EMA, precision,
+DDP, evaluation cadence, checkpoints with every RNG state, and the run folder."""
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import dist
+from .ema import EMA
+from .runfolder import RunFolder
+
+
+@dataclass
+class TrainOptions:
+    steps: int = 1000
+    batch_size: int = 64  # labeled images per step, global (split across processes)
+    unlabeled_ratio: int = 7  # mu: unlabeled images per labeled one
+    lr: float = 0.03
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    ema: float = 0.999
+    eval_every: int = 200
+    save_every: int = 500
+    log_every: int = 20
+    seed: int = 0
+    amp: str = "auto"  # auto: bf16 on CUDA, float32 on CPU; bf16; off
+    compile: bool = False
+    eval_batch: int = 1024
+    quiet: bool = False
+
+
+def rng_state(device: torch.device) -> dict:
+    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        s["cuda"] = torch.cuda.get_rng_state(device)
+    return s
+
+
+def set_rng_state(s: dict, device: torch.device) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if "cuda" in s and device.type == "cuda":
+        torch.cuda.set_rng_state(s["cuda"], device)
+
+
+@torch.no_grad()
+def predict_logits(model, x_uint8: torch.Tensor, views, device, batch: int = 1024, amp=None):
+    model.eval()
+    out = []
+    for i in range(0, len(x_uint8), batch):
+        xb = views(x_uint8[i:i + batch].to(device, non_blocking=True), "none")
+        with amp or nullcontext():
+            out.append(model(xb).float())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def evaluate(model, split, views, device, batch=1024, amp=None) -> dict:
+    logits = predict_logits(model, split.x, views, device, batch, amp)
+    y = split.y.to(logits.device)
+    known = y >= 0
+    return {"accuracy": (logits.argmax(1) == y)[known].float().mean().item(),
+            "loss": F.cross_entropy(logits[known], y[known]).item()}
+
+
+class Trainer:
+    def __init__(self, method, data, views, opts: TrainOptions, run: RunFolder | None,
+                 device: torch.device, rank: int = 0, world: int = 1):
+        self.m, self.data, self.views, self.o, self.run = method, data, views, opts, run
+        self.dev, self.rank, self.world = device, rank, world
+        o = opts
+        self.bu = o.batch_size * o.unlabeled_ratio if method.unlabeled_views else 0
+        self.local_b, self.local_bu = o.batch_size // world, self.bu // world
+        self.m.to(device)
+        if device.type == "cuda":
+            self.m.to(memory_format=torch.channels_last)
+        decay, no_decay = [], []
+        for n, p in self.m.named_parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BatchNorm and biases
+        self.opt = torch.optim.SGD([{"params": decay, "weight_decay": o.weight_decay},
+                                    {"params": no_decay, "weight_decay": 0.0}],
+                                   lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+        # FixMatch's schedule: lr * cos(7 pi k / (16 K))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: math.cos(7 * math.pi * k / (16 * o.steps)))
+        self.ema = EMA(self.m.model, o.ema).to(device)
+        use_bf16 = o.amp == "bf16" or (o.amp == "auto" and device.type == "cuda")
+        self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else None
+        if o.compile:
+            self.m.model.forward = torch.compile(self.m.model.forward)
+        # data lives on the device; batches are index gathers
+        self.images = data.images.to(device)
+        self.hidden = data.hidden_targets.to(device)
+        self.lab, self.ulb = data.labeled.to(device), data.unlabeled.to(device)
+        self.lab_y = data.hidden_targets[data.labeled].to(device)
+        # the same index stream on every process (each takes its slice); augmentation differs
+        self.sampler = torch.Generator(device=device).manual_seed(o.seed)
+        torch.manual_seed(o.seed * 1000 + rank + 1)
+        np.random.seed(o.seed * 1000 + rank + 1)
+        random.seed(o.seed * 1000 + rank + 1)
+        self.step_n = 0
+        self.acc = self._zero_acc()
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+        self.best = {"select": -1.0, "step": 0, "test_accuracy": 0.0}
+
+    # ------------------------------------------------------------------ batches
+    def _zero_acc(self) -> dict:
+        return {}
+
+    def _draw(self, pool: torch.Tensor, n: int, local: int) -> torch.Tensor:
+        idx = pool[torch.randint(len(pool), (n,), device=self.dev, generator=self.sampler)]
+        return idx[self.rank * local:(self.rank + 1) * local]
+
+    def batch(self):
+        from ..methods.base import Batch
+
+        li = self._draw(self.lab, self.o.batch_size, self.local_b)
+        x = self.images[li]
+        xs = {v: self.views(x, v) for v in self.m.labeled_views}
+        us, ui = {}, None
+        if self.bu:
+            ui = self._draw(self.ulb, self.bu, self.local_bu)
+            u = self.images[ui]
+            us = {v: self.views(u, v) for v in self.m.unlabeled_views}
+        if self.dev.type == "cuda":
+            xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
+            us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
+        return Batch(xs, self.hidden[li], us, self.step_n, self.step_n / self.o.steps), ui
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> None:
+        self.m.train()
+        batch, ui = self.batch()
+        with self.amp or nullcontext():
+            out = self.m.step(batch)
+        loss = sum(v for k, v in out.items() if k.startswith("loss"))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:
+            dist.average_gradients(self.m.parameters())
+        self.opt.step()
+        self.sched.step()
+        self.ema.update(self.m.model)
+        self._accumulate(out, loss, ui)
+        self.step_n += 1
+
+    def _accumulate(self, out: dict, loss: torch.Tensor, ui) -> None:
+        """Logs stay on the device; they are read every log_every steps."""
+        a = self.acc
+        add = lambda k, v: a.__setitem__(k, a.get(k, 0) + v.detach().float())  # noqa: E731
+        add("loss", loss)
+        for k, v in out.items():
+            if k.startswith("loss"):
+                add(k, v)
+            elif k not in ("pseudo_label", "mask") and v.ndim == 0:
+                add(k, v)
+        if "mask" in out and ui is not None:
+            mask = out["mask"].detach().float()
+            truth = self.hidden[ui]
+            known = (truth >= 0).float()
+            add("mask", mask.mean())
+            add("pl_correct", ((out["pseudo_label"] == truth).float() * mask * known).sum())
+            add("pl_counted", (mask * known).sum())
+        a["n"] = a.get("n", 0) + 1
+
+    def read_logs(self) -> dict:
+        a = {k: (v.item() if torch.is_tensor(v) else v) for k, v in self.acc.items()}
+        n = max(a.pop("n", 1), 1)
+        pc, pn = a.pop("pl_correct", None), a.pop("pl_counted", None)
+        logs = {k: v / n for k, v in a.items()}
+        if "mask" in logs:
+            logs["mask_rate"] = logs.pop("mask")
+        if pn:
+            logs["pseudo_label_accuracy"] = pc / pn
+        return logs
+
+    # ------------------------------------------------------------------ eval, checkpoints
+    def evaluate(self) -> dict:
+        if self.world > 1:
+            dist.average_buffers(self.m)
+            dist.average_buffers(self.ema)
+        res = {}
+        if self.rank == 0:
+            r = evaluate(self.ema, self.data.test, self.views, self.dev, self.o.eval_batch, self.amp)
+            res = {"test_accuracy": r["accuracy"], "test_loss": r["loss"]}
+            if self.data.val is not None:
+                res["val_accuracy"] = evaluate(self.ema, self.data.val, self.views, self.dev,
+                                               self.o.eval_batch, self.amp)["accuracy"]
+        return res
+
+    def state(self) -> dict:
+        return {"step": self.step_n, "method": self.m.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "sampler": self.sampler.get_state(), "rng": dist.gather(rng_state(self.dev)),
+                "acc": {k: v for k, v in self.acc.items()}, "history": self.history,
+                "best": self.best, "train_seconds": self.train_seconds, "world": self.world}
+
+    def load_state(self, s: dict) -> None:
+        self.m.load_state_dict(s["method"])
+        self.ema.load_state_dict(s["ema"])
+        self.opt.load_state_dict(s["optimizer"])
+        self.sched.load_state_dict(s["scheduler"])
+        self.sampler.set_state(s["sampler"].to("cpu") if self.dev.type != "cuda" else s["sampler"].cpu())
+        rngs = s["rng"]
+        set_rng_state(rngs[self.rank] if len(rngs) == self.world else rngs[0], self.dev)
+        self.acc = {k: (v.to(self.dev) if torch.is_tensor(v) else v) for k, v in s["acc"].items()}
+        self.history, self.best = s["history"], s["best"]
+        self.train_seconds, self.step_n = s["train_seconds"], s["step"]
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, meta: dict) -> dict:
+        o = self.o
+        images_per_step = o.batch_size + self.bu
+        bar = tqdm(total=o.steps, initial=self.step_n, disable=self.rank != 0 or o.quiet,
+                   dynamic_ncols=True, unit="step", desc=meta.get("method", "train"))
+        last_eval = {}
+        window_t, window_steps = 0.0, 0
+        logs = {}
+        while self.step_n < o.steps:
+            t0 = time.perf_counter()
+            self.train_step()
+            dt = time.perf_counter() - t0
+            self.train_seconds += dt
+            window_t += dt
+            window_steps += 1
+            bar.update(1)
+            s = self.step_n
+            if s % o.log_every == 0 or s % o.eval_every == 0 or s == o.steps:
+                logs = {**logs, **self.read_logs()}
+                self.acc = self._zero_acc()
+                post = {"loss": f"{logs['loss']:.3f}"}
+                if last_eval:
+                    post["acc"] = f"{last_eval['test_accuracy']:.4f}"
+                if "mask_rate" in logs:
+                    post["mask"] = f"{logs['mask_rate']:.2f}"
+                bar.set_postfix(post, refresh=False)
+            if s % o.eval_every == 0 or s == o.steps:
+                last_eval = self.evaluate()
+                if self.rank == 0:
+                    row = {"step": s, **last_eval, **logs, "lr": self.sched.get_last_lr()[0],
+                           "images_per_second": images_per_step * window_steps / max(window_t, 1e-9)}
+                    self.history.append(row)
+                    select = row.get("val_accuracy", row["test_accuracy"])
+                    if select > self.best["select"]:
+                        self.best = {"select": select, "step": s, "test_accuracy": row["test_accuracy"]}
+                        if self.run:
+                            self.run.save_checkpoint({**self.state(), "meta": meta}, "best.pt")
+                    if self.run:
+                        self.run.log(row)
+                    bar.set_postfix({"loss": f"{logs['loss']:.3f}", "acc": f"{row['test_accuracy']:.4f}",
+                                     **({"mask": f"{logs['mask_rate']:.2f}"} if "mask_rate" in logs else {})})
+                logs, window_t, window_steps = {}, 0.0, 0
+            if self.run and (s % o.save_every == 0 or s == o.steps):
+                if self.world > 1:
+                    dist.average_buffers(self.m)
+                    dist.average_buffers(self.ema)
+                st = self.state()
+                if self.rank == 0:
+                    self.run.save_checkpoint({**st, "meta": meta}, "last.pt")
+                dist.barrier()
+        bar.close()
+        return self.summary_metrics()
+
+    def summary_metrics(self) -> dict:
+        final = self.history[-1] if self.history else {}
+        imgs = (self.o.batch_size + self.bu) * self.o.steps
+        out = {"metrics": {"test_accuracy": final.get("test_accuracy"),
+                           "best_test_accuracy": self.best["test_accuracy"],
+                           "best_step": self.best["step"],
+                           "selected_on": "val" if self.data.val is not None else "test"},
+               "timing": {"train_seconds": round(self.train_seconds, 2),
+                          "images_per_second": round(imgs / max(self.train_seconds, 1e-9), 1)}}
+        if self.data.val is not None:
+            out["metrics"]["best_val_accuracy"] = self.best["select"]
+        for k in ("mask_rate", "pseudo_label_accuracy"):
+            if k in final:
+                out["metrics"][k] = final[k]
+        return out

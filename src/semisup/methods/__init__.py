@@ -1,0 +1,17 @@
+"""The method registry: one file per algorithm; adding one is adding a file and a line here."""
+from __future__ import annotations
+
+from ..errors import UserError
+from .base import Batch, Method  # noqa: F401
+from .fixmatch import FixMatch
+from .pseudo_label import PseudoLabel
+from .supervised import Supervised
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, PseudoLabel, FixMatch)}
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise UserError(f"--method {name}: unknown method; choose one of {', '.join(METHODS)} "
+                        "(`semisup methods` lists them)")
+    return METHODS[name]

@@ -1,0 +1,40 @@
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Hyper, Method, option
+
+
+@dataclass
+class FixMatchHyper(Hyper):
+    threshold: float = option(0.95, "confidence above which a weak-view prediction becomes a pseudo-label (tau)")
+    lambda_u: float = option(1.0, "weight of the unlabeled loss (lambda_u)")
+    temperature: float = option(1.0, "sharpening temperature of soft pseudo-labels; 1 with hard labels")
+    hard_label: bool = option(True, "train on the argmax (True) or on the sharpened distribution")
+
+
+class FixMatch(Method):
+    """FixMatch (Sohn et al. 2020, Eq. 2-4): l = l_s + lambda_u * l_u, with
+    l_u = 1/(mu B) sum 1(max q_b >= tau) H(argmax q_b, p(y | A(u_b))), q_b = p(y | alpha(u_b)):
+    the weak view's confident prediction supervises the strong view.
+    Paper defaults: tau 0.95, lambda_u 1, mu 7, B 64, SGD-nesterov lr 0.03, cosine decay, EMA 0.999.
+    The weak view only makes pseudo-labels, so it runs without gradient (its BatchNorm batch
+    statistics are its own; the paper concatenates all three views)."""
+
+    name = "fixmatch"
+    paper = "Sohn et al. 2020, FixMatch: simplifying semi-supervised learning with consistency and confidence"
+    Hyper = FixMatchHyper
+    unlabeled_views = ("weak", "strong")
+
+    def step(self, batch: Batch):
+        n = len(batch.y)
+        with torch.no_grad():
+            probs = (self.model(batch.u["weak"]).float() / self.hp.temperature).softmax(-1)
+        logits = self.model(torch.cat([batch.x["weak"], batch.u["strong"]]))
+        conf, pl = probs.max(-1)
+        mask = (conf >= self.hp.threshold).float()
+        target = pl if self.hp.hard_label else probs
+        unsup = (F.cross_entropy(logits[n:], target, reduction="none") * mask).mean()
+        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
+                "pseudo_label": pl, "mask": mask}
