@@ -25,8 +25,7 @@ RUN_KEYS = dict(task="classify", method="fixmatch", data="digits", labels=None, 
                 model=None, device="auto", flip=None, classes=None)
 # Defaults per built-in data set, chosen so that the run fits a small CPU budget.
 DATA_DEFAULTS = {
-    "digits": dict(labels_per_class=4, steps=600, batch_size=32, unlabeled_ratio=7, eval_every=100,
-                   save_every=300, lr=0.03, weight_decay=5e-4),
+    "digits": dict(labels_per_class=4, steps=1000, batch_size=32, eval_every=100, save_every=500),
 }
 WHERE_NOT_WHAT = ("out", "resume", "overwrite")  # never taken from a config file
 

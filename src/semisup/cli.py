@@ -55,7 +55,7 @@ def _train_parser(sub) -> None:
                          ("ema", float, "EMA decay of the evaluated weights"),
                          ("eval_every", int, "steps between evaluations"),
                          ("save_every", int, "steps between checkpoints"), ("log_every", int, "steps between log reads"),
-                         ("amp", str, "auto (bf16 on CUDA), bf16, off"), ("compile", _bool, "torch.compile the network"),
+                         ("amp", str, "auto (bf16 on CUDA, float32 on CPU), bf16, off"), ("compile", _bool, "torch.compile the network"),
                          ("eval_batch", int, "evaluation batch size"), ("device", str, "auto, cpu or cuda")):
         d = getattr(defaults, name, "auto")
         t.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{h} (default {d})")

@@ -62,6 +62,7 @@ class ViewMaker:
     pad: str = "zeros"  # "reflection" for natural images (FixMatch), "zeros" for digits
     ra_ops: int = 2  # RandAugment: ops per image
     cutout: float = 0.5  # largest Cutout side, as a share of the image side
+    geometry: float = 1.0  # scale of RandAugment's rotate/shear/translate magnitudes
 
     def __call__(self, x: torch.Tensor, view: str) -> torch.Tensor:
         x = x.float().div_(255)
@@ -114,8 +115,9 @@ class ViewMaker:
         x = where("solarize", kornia.enhance.solarize(x, u(0.0, 1.0)))
         # geometric ops, with the weak view's shift and flip, in one warp
         z = lambda op, v: v * on[op]  # noqa: E731
-        geom = (z("rotate", u(-30, 30)), z("shear_x", u(-0.3, 0.3)), z("shear_y", u(-0.3, 0.3)),
-                z("translate_x", sign() * u(0, 0.3)), z("translate_y", sign() * u(0, 0.3)))
+        g = self.geometry
+        geom = (z("rotate", u(-30, 30) * g), z("shear_x", u(-0.3, 0.3) * g), z("shear_y", u(-0.3, 0.3) * g),
+                z("translate_x", sign() * u(0, 0.3) * g), z("translate_y", sign() * u(0, 0.3) * g))
         x = self._shift(x, geom)
         # Cutout: a grey square of side up to `cutout` of the image, anywhere, on every image
         side = u(0, self.cutout) * h
@@ -128,8 +130,12 @@ class ViewMaker:
 
 
 def view_maker_for(data, **overrides) -> ViewMaker:
-    """Per-dataset defaults: natural (colour) images flip and reflect-pad; digits do neither."""
+    """Per-dataset defaults: natural (colour) images flip and reflect-pad; digits do neither.
+    On tiny images (under 16 px) Cutout's largest hole is a quarter of the side, not half:
+    a half-side hole on an 8x8 digit erases a quarter of it (on digits, 97.1% against 96.6%)."""
     natural = data.source.flip
     opts = dict(flip=natural, pad="reflection" if natural else "zeros")
+    if min(data.source.shape[1:]) < 16:
+        opts["cutout"] = 0.25
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return ViewMaker(data.mean, data.std, **opts)

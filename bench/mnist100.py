@@ -1,0 +1,63 @@
+"""MNIST with 100 labels (10 per class): supervised, pseudo_label and fixmatch, seeds 0-2.
+
+    python bench/mnist100.py [--data ../shared/data/mnist] [--methods fixmatch ...] [--seeds 0 1 2]
+
+Each run is a plain `semisup train` into bench/out/; the table (final and best test accuracy,
+wall time, images per second) is printed as Markdown for docs/benchmarks.md and saved as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# CPU budget settings (see docs/benchmarks.md for why they differ from the paper's)
+SETTINGS = ["--labels", "100", "--steps", "2500", "--batch-size", "32", "--unlabeled-ratio", "7",
+            "--eval-every", "250", "--save-every", "2500", "--quiet"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    ap.add_argument("--methods", nargs="+", default=["supervised", "pseudo_label", "fixmatch"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "mnist100"))
+    ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
+    a = ap.parse_args()
+    if not Path(a.data).exists():
+        sys.exit(f"{a.data}: MNIST IDX folder not found (expected ../shared/data/mnist)")
+    results = {}
+    for method in a.methods:
+        for seed in a.seeds:
+            out = Path(a.out) / f"{method}-s{seed}"
+            cmd = [sys.executable, "-m", "semisup", "train", "--data", a.data, "--method", method,
+                   "--seed", str(seed), "--out", str(out), "--overwrite", *SETTINGS, *a.extra]
+            print(" ".join(cmd[2:]), flush=True)
+            subprocess.run(cmd, check=True)
+            results[(method, seed)] = json.loads((out / "summary.json").read_text())
+    rows = ["| method | seeds | final test acc. (mean ± sd) | best test acc. | wall time per run | images/s |",
+            "|---|---|---|---|---|---|"]
+    for method in a.methods:
+        s = [results[(method, seed)] for seed in a.seeds]
+        fin = [100 * r["metrics"]["test_accuracy"] for r in s]
+        best = [100 * r["metrics"]["best_test_accuracy"] for r in s]
+        wall = [r["timing"]["wall_seconds"] for r in s]
+        ips = [r["timing"]["images_per_second"] for r in s]
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
+        rows.append(f"| {method} | {','.join(map(str, a.seeds))} | {statistics.mean(fin):.2f} ± {sd(fin):.2f} "
+                    f"({', '.join(f'{v:.2f}' for v in fin)}) | {statistics.mean(best):.2f} ± {sd(best):.2f} | "
+                    f"{statistics.mean(wall) / 60:.1f} min | {statistics.mean(ips):.0f} |")
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
+          f"torch {__import__('torch').__version__}\n")
+    print("\n".join(rows))
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "results.json").write_text(json.dumps({f"{m}-s{s}": r for (m, s), r in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

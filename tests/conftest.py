@@ -1,0 +1,59 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def write_idx(path: Path, arr: np.ndarray, gz: bool = True) -> None:
+    data = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    if gz:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def blobs(n: int, k: int, size: int = 12, channels: int = 3, seed: int = 0):
+    """Tiny learnable images: class c is a bright square in quadrant c, with noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    x = rng.integers(0, 60, (n, size, size, channels)).astype(np.uint8)
+    h = size // 2
+    for i, c in enumerate(y):
+        r, q = divmod(int(c) % 4, 2)
+        x[i, r * h:(r + 1) * h, q * h:(q + 1) * h] = 220
+    return x, y
+
+
+def save_png(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.squeeze() if arr.shape[-1] == 1 else arr).save(path)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """train/<class>/*.png (3 classes x 8), test/<class>/*.png (3 x 3), unlabeled/*.png (6)."""
+    classes = ["cat", "dog", "owl"]
+    x, y = blobs(24 + 9 + 6, 3)
+    root = tmp_path / "pets"
+    for i in range(24):
+        save_png(root / "train" / classes[y[i]] / f"{i}.png", x[i])
+    for i in range(24, 33):
+        save_png(root / "test" / classes[y[i]] / f"{i}.png", x[i])
+    for i in range(33, 39):
+        save_png(root / "unlabeled" / f"u{i}.png", x[i])
+    return root
+
+
+@pytest.fixture
+def shared_mnist():
+    d = SHARED / "mnist"
+    if not (d / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("../shared/data/mnist is absent")
+    return d
