@@ -36,7 +36,7 @@ def assert_user_error(r, *words):
 ])
 def test_train_errors(tmp_path, args, words):
     out = tmp_path / "run"
-    r = semisup("train", *args, "--out", out, *FAST)
+    r = semisup("train", "--out", out, *FAST, *args)
     assert_user_error(r, *words)
     assert not out.exists()  # nothing half-written
 

@@ -265,15 +265,15 @@ def read_csv(path: Path, problems: Problems, classes: list[str] | None = None) -
     to the CSV's folder; `split` is train (default), test or val."""
     try:
         with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+            rows = [(n, r) for n, r in enumerate(csv.reader(f), 1) if r and any(c.strip() for c in r)]
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read the CSV ({e})")
-    if rows and rows[0][0].strip().lower() in ("path", "file", "filename", "image"):
+    if rows and rows[0][1][0].strip().lower() in ("path", "file", "filename", "image"):
         rows = rows[1:]
     if not rows:
         raise UserError(f"{path}: the CSV lists no images; expected lines 'path,label'")
     entries = []
-    for n, r in enumerate(rows, 2):
+    for n, r in rows:
         rel = r[0].strip()
         label = r[1].strip() if len(r) > 1 else ""
         split = r[2].strip().lower() if len(r) > 2 and r[2].strip() else "train"

@@ -253,18 +253,19 @@ class Trainer:
                     if select > self.best["select"]:
                         self.best = {"select": select, "step": s, "test_accuracy": row["test_accuracy"]}
                         if self.run:
-                            self.run.save_checkpoint({**self.state(), "meta": meta}, "best.pt")
+                            self.run.save_checkpoint({"step": s, "ema": self.ema.state_dict(),
+                                                      "method": self.m.state_dict(), "meta": meta}, "best.pt")
                     if self.run:
                         self.run.log(row)
                     bar.set_postfix({"loss": f"{logs['loss']:.3f}", "acc": f"{row['test_accuracy']:.4f}",
                                      **({"mask": f"{logs['mask_rate']:.2f}"} if "mask_rate" in logs else {})})
                 logs, window_t, window_steps = {}, 0.0, 0
-            if self.run and (s % o.save_every == 0 or s == o.steps):
+            if s % o.save_every == 0 or s == o.steps:  # every process: the state has collectives
                 if self.world > 1:
                     dist.average_buffers(self.m)
                     dist.average_buffers(self.ema)
                 st = self.state()
-                if self.rank == 0:
+                if self.run:  # rank 0 only
                     self.run.save_checkpoint({**st, "meta": meta}, "last.pt")
                 dist.barrier()
         bar.close()
