@@ -26,7 +26,7 @@ def assert_user_error(r, *words):
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--data", "no/such/dir"], ["--data no/such/dir", "no such file"]),
+    (["--data", "no/such/dir"], ["no/such/dir", "no such file"]),
     (["--method", "magic"], ["--method magic", "unknown method", "fixmatch"]),
     (["--model", "resnet9000"], ["--model resnet9000", "unknown model"]),
     (["--labels-per-class", "1000"], ["--labels-per-class 1000", "has only"]),

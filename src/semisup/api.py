@@ -53,12 +53,14 @@ def resolve(given: dict, config: dict | None = None) -> dict:
         if k not in known:
             raise UserError(f"--config: unknown option '{k}'; `semisup train --help` lists the options")
     merged = {**config, **given}
+    for a, b in (("labels", "labels_per_class"), ("labels_per_class", "labels")):
+        # asking for one way of drawing labels switches off the other one from a lower layer
+        if given.get(a) is not None and b not in given:
+            merged[b] = None
+        elif config.get(a) is not None and b not in config and b not in given:
+            merged[b] = None
     data = merged.get("data", RUN_KEYS["data"])
     cfg = {**defaults(data), **merged}
-    if "labels" in merged and "labels_per_class" not in merged:
-        cfg["labels_per_class"] = None
-    if "labels_per_class" in merged and "labels" not in merged:
-        cfg["labels"] = None
     if cfg["task"] != "classify":
         raise UserError(f"--task {cfg['task']}: only 'classify' is available in this version")
     method = get_method(cfg["method"])
@@ -123,12 +125,12 @@ def train(given: dict, config: dict | None = None, out: str | None = None, resum
         saved_path = Path(out) / "config.yaml"
         if saved_path.exists():
             saved = load_config(saved_path)
-            changed = [k for k, v in given.items() if k in saved and saved[k] != v
-                       and k not in ("steps", "device", "save_every", "eval_every", "log_every", "quiet")]
+            free = ("device", "quiet", "log_every")  # where and how it shows, not what it computes
+            changed = [k for k, v in given.items() if k in saved and saved[k] != v and k not in free]
             if changed:
                 raise UserError(f"--resume: --{changed[0].replace('_', '-')} differs from {saved_path}; "
-                                "a resumed run keeps its options (only --steps may change)")
-            config, given = saved, {k: v for k, v in given.items() if k not in saved or k == "steps"}
+                                "a resumed run keeps its options")
+            config = saved
     cfg = resolve(given, config)
     for opt, n in (("--batch-size", cfg["batch_size"]), ("--batch-size x --unlabeled-ratio",
                                                          cfg["batch_size"] * cfg["unlabeled_ratio"])):

@@ -365,7 +365,7 @@ def detect(spec: str) -> str:
         return "built-in"
     p = Path(spec)
     if not p.exists():
-        raise UserError(f"--data {spec}: no such file or folder; give a path or a built-in name "
+        raise UserError(f"{spec}: no such file or folder; give a path or a built-in name "
                         f"({', '.join(BUILTINS)})")
     if p.is_file():
         name = p.name.lower()
@@ -375,12 +375,12 @@ def detect(spec: str) -> str:
             return "csv"
         if name.endswith((".tar", ".tar.gz", ".tgz")):
             return "folder"
-        raise UserError(f"--data {spec}: unknown file type; expected .npz, .csv, .tar(.gz) or a folder")
+        raise UserError(f"{spec}: unknown file type; expected .npz, .csv, .tar(.gz) or a folder")
     if any(p.glob("*idx3-ubyte*")):
         return "idx"
     if (p / "train").is_dir() or any(d.is_dir() for d in p.iterdir()):
         return "folder"
-    raise UserError(f"--data {spec}: cannot tell the format of this folder; expected IDX files, "
+    raise UserError(f"{spec}: cannot tell the format of this folder; expected IDX files, "
                     "train/<class>/ image folders, a .csv or a .npz")
 
 
