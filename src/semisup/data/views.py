@@ -132,7 +132,8 @@ class ViewMaker:
 def view_maker_for(data, **overrides) -> ViewMaker:
     """Per-dataset defaults: natural (colour) images flip and reflect-pad; digits do neither.
     On tiny images (under 16 px) Cutout's largest hole is a quarter of the side, not half:
-    a half-side hole on an 8x8 digit erases a quarter of it (on digits, 97.1% against 96.6%)."""
+    a half-side hole on an 8x8 digit erases a quarter of it (on digits, 97.1% against 96.7%,
+    seeds 0-2: docs/benchmarks.md)."""
     natural = data.source.flip
     opts = dict(flip=natural, pad="reflection" if natural else "zeros")
     if min(data.source.shape[1:]) < 16:
