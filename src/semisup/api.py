@@ -4,14 +4,13 @@ Options resolve in layers: defaults, then the data set's defaults, then a --conf
 then the options given on the command line. The resolved set is what config.yaml records."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
-from .data.sources import BUILTINS, load_source
+from .data.sources import load_source
 from .data.split import make_semidata
 from .data.views import view_maker_for
 from .engine import dist
@@ -141,7 +140,8 @@ def train(given: dict, config: dict | None = None, out: str | None = None, resum
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = f"runs/{cfg['task']}-{cfg['method']}-{Path(str(cfg['data'])).name}-{stamp}"
     out = Path(out)
-    state = check_out(out, resume, overwrite) if rank == 0 else None
+    if rank == 0:
+        check_out(out, resume, overwrite)
     dist.barrier()
     opts = TrainOptions(**{f.name: cfg[f.name] for f in fields(TrainOptions)})
     run = RunFolder(out) if rank == 0 else None
@@ -227,7 +227,6 @@ def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") ->
 
 
 def predict(run_dir: str, paths: list[str]) -> list[tuple[str, str, float]]:
-    from PIL import Image
 
     from .data.sources import IMAGE_EXTS, decode_images
     from .errors import Problems

@@ -7,7 +7,6 @@ Every image gets its own draw; nothing loops over images and nothing waits on th
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import kornia

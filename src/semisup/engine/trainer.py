@@ -6,13 +6,14 @@ import math
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..methods.base import Batch
 from . import dist
 from .ema import EMA
 from .runfolder import RunFolder
@@ -107,22 +108,17 @@ class Trainer:
         np.random.seed(o.seed * 1000 + rank + 1)
         random.seed(o.seed * 1000 + rank + 1)
         self.step_n = 0
-        self.acc = self._zero_acc()
+        self.acc: dict = {}
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.best = {"select": -1.0, "step": 0, "test_accuracy": 0.0}
 
     # ------------------------------------------------------------------ batches
-    def _zero_acc(self) -> dict:
-        return {}
-
     def _draw(self, pool: torch.Tensor, n: int, local: int) -> torch.Tensor:
         idx = pool[torch.randint(len(pool), (n,), device=self.dev, generator=self.sampler)]
         return idx[self.rank * local:(self.rank + 1) * local]
 
     def batch(self):
-        from ..methods.base import Batch
-
         li = self._draw(self.lab, self.o.batch_size, self.local_b)
         x = self.images[li]
         xs = {v: self.views(x, v) for v in self.m.labeled_views}
@@ -236,7 +232,7 @@ class Trainer:
             s = self.step_n
             if s % o.log_every == 0 or s % o.eval_every == 0 or s == o.steps:
                 logs = {**logs, **self.read_logs()}
-                self.acc = self._zero_acc()
+                self.acc = {}
                 post = {"loss": f"{logs['loss']:.3f}"}
                 if last_eval:
                     post["acc"] = f"{last_eval['test_accuracy']:.4f}"
