@@ -112,7 +112,7 @@ def prepare(cfg: dict):
     model = build_model(cfg["model"], c, len(src.classes))
     method_cls = get_method(cfg["method"])
     hp = method_cls.Hyper(**{f.name: cfg[f.name] for f in method_cls.hyper_fields()})
-    return data, views, method_cls(model, len(src.classes), hp)
+    return data, views, method_cls(model, len(src.classes), hp, num_unlabeled=len(data.unlabeled))
 
 
 def train(given: dict, config: dict | None = None, out: str | None = None, resume: bool = False,

@@ -114,23 +114,25 @@ class Trainer:
         self.best = {"select": -1.0, "step": 0, "test_accuracy": 0.0}
 
     # ------------------------------------------------------------------ batches
-    def _draw(self, pool: torch.Tensor, n: int, local: int) -> torch.Tensor:
-        idx = pool[torch.randint(len(pool), (n,), device=self.dev, generator=self.sampler)]
-        return idx[self.rank * local:(self.rank + 1) * local]
+    def _draw(self, pool: torch.Tensor, n: int, local: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions in the pool and image indices, this process's share of the global batch."""
+        pos = torch.randint(len(pool), (n,), device=self.dev, generator=self.sampler)
+        pos = pos[self.rank * local:(self.rank + 1) * local]
+        return pos, pool[pos]
 
     def batch(self):
-        li = self._draw(self.lab, self.o.batch_size, self.local_b)
+        _, li = self._draw(self.lab, self.o.batch_size, self.local_b)
         x = self.images[li]
         xs = {v: self.views(x, v) for v in self.m.labeled_views}
-        us, ui = {}, None
+        us, ui, upos = {}, None, None
         if self.bu:
-            ui = self._draw(self.ulb, self.bu, self.local_bu)
+            upos, ui = self._draw(self.ulb, self.bu, self.local_bu)
             u = self.images[ui]
             us = {v: self.views(u, v) for v in self.m.unlabeled_views}
         if self.dev.type == "cuda":
             xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
             us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
-        return Batch(xs, self.hidden[li], us, self.step_n, self.step_n / self.o.steps), ui
+        return Batch(xs, self.hidden[li], us, self.step_n, self.step_n / self.o.steps, upos), ui
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> None:

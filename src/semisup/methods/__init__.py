@@ -4,10 +4,14 @@ from __future__ import annotations
 from ..errors import UserError
 from .base import Batch, Method  # noqa: F401
 from .fixmatch import FixMatch
+from .flexmatch import FlexMatch
+from .freematch import FreeMatch
 from .pseudo_label import PseudoLabel
+from .softmatch import SoftMatch
 from .supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, PseudoLabel, FixMatch)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, PseudoLabel, FixMatch, FlexMatch,
+                                                         FreeMatch, SoftMatch)}
 
 
 def get_method(name: str) -> type[Method]:

@@ -18,6 +18,7 @@ class Batch:
     u: dict[str, torch.Tensor]  # unlabeled images, one tensor per view (the same images)
     step: int = 0
     progress: float = 0.0  # step / total steps, for ramps and schedules
+    u_index: torch.Tensor | None = None  # positions of the unlabeled images in the unlabeled pool
 
 
 def option(default, help: str):
@@ -39,10 +40,11 @@ class Method(nn.Module):
     labeled_views: tuple[str, ...] = ("weak",)
     unlabeled_views: tuple[str, ...] = ()
 
-    def __init__(self, model: nn.Module, num_classes: int, hp=None):
+    def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0):
         super().__init__()
         self.model = model
         self.num_classes = num_classes
+        self.num_unlabeled = num_unlabeled  # size of the unlabeled pool, for per-image state
         self.hp = hp if hp is not None else self.Hyper()
 
     @classmethod

@@ -1,0 +1,55 @@
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Hyper, Method, option
+
+
+@dataclass
+class FlexMatchHyper(Hyper):
+    threshold: float = option(0.95, "the highest threshold tau; a class's threshold rises to it as it is learned")
+    lambda_u: float = option(1.0, "weight of the unlabeled loss")
+    threshold_warmup: bool = option(True, "count not-yet-used unlabeled images in the normaliser (Eq. 11)")
+
+
+class FlexMatch(Method):
+    """FlexMatch (Zhang et al. 2021), curriculum pseudo-labelling: FixMatch with a threshold per
+    class, T_t(c) = M(beta_t(c)) * tau, M(x) = x / (2 - x) (the convex mapping, Eq. 7), where
+    beta_t(c) = sigma_t(c) / max(max_c sigma_t, N - sum_c sigma_t) (Eq. 5 with the threshold
+    warm-up of Eq. 11) and sigma_t(c) counts the unlabeled images whose latest confident
+    (> tau) prediction is c. The per-image prediction table is a buffer on the device, so it is
+    checkpointed, and the counts are one bincount per step: no host copy (USB's FlexMatch copies
+    the table to the host every step). Paper defaults: tau 0.95, lambda_u 1, as FixMatch.
+    Under torchrun each process updates the rows of its own share of the batch."""
+
+    name = "flexmatch"
+    paper = "Zhang et al. 2021, FlexMatch: boosting semi-supervised learning with curriculum pseudo labeling"
+    Hyper = FlexMatchHyper
+    unlabeled_views = ("weak", "strong")
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
+        super().__init__(model, num_classes, hp, num_unlabeled)
+        self.register_buffer("selected", torch.full((num_unlabeled,), -1, dtype=torch.long))
+
+    def class_thresholds(self) -> torch.Tensor:
+        used = self.selected >= 0
+        sigma = torch.bincount(self.selected.clamp_min(0), weights=used.float(), minlength=self.num_classes)
+        denom = sigma.max()
+        if self.hp.threshold_warmup:
+            denom = torch.maximum(denom, (~used).sum().float())
+        beta = sigma / denom.clamp_min(1)
+        return self.hp.threshold * beta / (2 - beta)
+
+    def step(self, batch: Batch):
+        n, nu = len(batch.y), len(batch.u["weak"])
+        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
+        probs = logits[n:n + nu].detach().float().softmax(-1)
+        conf, pl = probs.max(-1)
+        with torch.no_grad():  # learning status first, then the mask (as the reference code)
+            rows = self.selected[batch.u_index]
+            self.selected[batch.u_index] = torch.where(conf > self.hp.threshold, pl, rows)
+            mask = (conf >= self.class_thresholds()[pl]).float()
+        unsup = (F.cross_entropy(logits[n + nu:], pl, reduction="none") * mask).mean()
+        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
+                "pseudo_label": pl, "mask": mask}

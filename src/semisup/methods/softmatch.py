@@ -1,0 +1,52 @@
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Hyper, Method, option
+
+
+@dataclass
+class SoftMatchHyper(Hyper):
+    lambda_u: float = option(1.0, "weight of the unlabeled loss")
+    ema_p: float = option(0.999, "EMA momentum of the confidence mean and variance and of the class prior")
+    n_sigma: float = option(2.0, "width of the truncated Gaussian, in standard deviations")
+    dist_align: bool = option(True, "uniform alignment of the weak-view predictions (Eq. 9)")
+
+
+class SoftMatch(Method):
+    """SoftMatch (Chen et al. 2023): every pseudo-label counts, weighted by a truncated Gaussian of
+    its confidence, lambda(p) = exp(-(max p - mu_t)^2 / (2 sigma_t^2 / n_sigma^2)) below mu_t and 1
+    above (Eq. 7, with USB's n_sigma = 2), mu_t and sigma_t^2 the EMA of the batch mean and
+    variance of the top confidence (Eq. 8, initialised to 1/K and 1). Uniform alignment divides
+    the weak-view prediction by the EMA class prior before it is used (Eq. 9)."""
+
+    name = "softmatch"
+    paper = "Chen et al. 2023, SoftMatch: addressing the quantity-quality trade-off in semi-supervised learning"
+    Hyper = SoftMatchHyper
+    unlabeled_views = ("weak", "strong")
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
+        super().__init__(model, num_classes, hp, num_unlabeled)
+        self.register_buffer("p_model", torch.full((num_classes,), 1.0 / num_classes))
+        self.register_buffer("mu", torch.tensor(1.0 / num_classes))
+        self.register_buffer("var", torch.tensor(1.0))
+
+    def step(self, batch: Batch):
+        n, nu = len(batch.y), len(batch.u["weak"])
+        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
+        probs = logits[n:n + nu].detach().float().softmax(-1)
+        m = self.hp.ema_p
+        with torch.no_grad():
+            if self.hp.dist_align:
+                self.p_model.mul_(m).add_((1 - m) * probs.mean(0))
+                probs = probs / self.num_classes / (self.p_model + 1e-6)
+                probs = probs / probs.sum(-1, keepdim=True)
+            conf, pl = probs.max(-1)
+            self.mu.mul_(m).add_((1 - m) * conf.mean())
+            self.var.mul_(m).add_((1 - m) * conf.var())
+            below = (conf - self.mu).clamp(max=0)
+            mask = torch.exp(-below ** 2 / (2 * self.var / self.hp.n_sigma ** 2))
+        unsup = (F.cross_entropy(logits[n + nu:], pl, reduction="none") * mask).mean()
+        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
+                "pseudo_label": pl, "mask": mask}
