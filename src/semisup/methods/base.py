@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 @dataclass
@@ -56,3 +57,18 @@ class Method(nn.Module):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    # shared by the weak-to-strong family (FixMatch and its descendants)
+    def weak_strong_logits(self, batch: Batch):
+        """One forward of labeled, weak and strong images together (BatchNorm sees them as the
+        papers do); returns labeled logits, detached float weak logits, strong logits."""
+        n, nu = len(batch.y), len(batch.u["weak"])
+        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
+        return logits[:n], logits[n:n + nu].detach().float(), logits[n + nu:]
+
+    def pseudo_label_losses(self, lx, y, strong, target, mask, lambda_u: float) -> dict[str, torch.Tensor]:
+        """Cross-entropy on the labeled batch plus lambda_u * the mask-weighted cross-entropy of
+        the strong views against the pseudo-labels (mean over all unlabeled images)."""
+        unsup = (F.cross_entropy(strong, target, reduction="none") * mask).mean()
+        return {"loss_sup": F.cross_entropy(lx, y), "loss_unsup": lambda_u * unsup,
+                "pseudo_label": target if target.ndim == 1 else target.argmax(-1), "mask": mask}

@@ -1,8 +1,5 @@
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 from .base import Batch, Hyper, Method, option
 
 
@@ -30,12 +27,11 @@ class FixMatch(Method):
     unlabeled_views = ("weak", "strong")
 
     def step(self, batch: Batch):
-        n, nu = len(batch.y), len(batch.u["weak"])
-        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
-        probs = (logits[n:n + nu].detach().float() / self.hp.temperature).softmax(-1)
+        lx, weak, strong = self.weak_strong_logits(batch)
+        probs = (weak / self.hp.temperature).softmax(-1)
         conf, pl = probs.max(-1)
         mask = (conf >= self.hp.threshold).float()
         target = pl if self.hp.hard_label else probs
-        unsup = (F.cross_entropy(logits[n + nu:], target, reduction="none") * mask).mean()
-        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
-                "pseudo_label": pl, "mask": mask}
+        out = self.pseudo_label_losses(lx, batch.y, strong, target, mask, self.hp.lambda_u)
+        out["pseudo_label"] = pl
+        return out

@@ -1,7 +1,6 @@
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .base import Batch, Hyper, Method, option
 
@@ -42,14 +41,10 @@ class FlexMatch(Method):
         return self.hp.threshold * beta / (2 - beta)
 
     def step(self, batch: Batch):
-        n, nu = len(batch.y), len(batch.u["weak"])
-        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
-        probs = logits[n:n + nu].detach().float().softmax(-1)
-        conf, pl = probs.max(-1)
+        lx, weak, strong = self.weak_strong_logits(batch)
+        conf, pl = weak.softmax(-1).max(-1)
         with torch.no_grad():  # learning status first, then the mask (as the reference code)
             rows = self.selected[batch.u_index]
             self.selected[batch.u_index] = torch.where(conf > self.hp.threshold, pl, rows)
             mask = (conf >= self.class_thresholds()[pl]).float()
-        unsup = (F.cross_entropy(logits[n + nu:], pl, reduction="none") * mask).mean()
-        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
-                "pseudo_label": pl, "mask": mask}
+        return self.pseudo_label_losses(lx, batch.y, strong, pl, mask, self.hp.lambda_u)

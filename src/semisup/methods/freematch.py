@@ -34,20 +34,18 @@ class FreeMatch(Method):
         self.register_buffer("label_hist", torch.full((k,), 1.0 / k))
 
     def step(self, batch: Batch):
-        n, nu, k = len(batch.y), len(batch.u["weak"]), self.num_classes
-        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
-        probs = logits[n:n + nu].detach().float().softmax(-1)
+        lx, weak, strong = self.weak_strong_logits(batch)
+        probs = weak.softmax(-1)
         conf, pl = probs.max(-1)
         m = self.hp.ema_p
         with torch.no_grad():
             self.time_p.mul_(m).add_((1 - m) * conf.mean())
             self.p_model.mul_(m).add_((1 - m) * probs.mean(0))
-            self.label_hist.mul_(m).add_((1 - m) * torch.bincount(pl, minlength=k).float() / nu)
+            self.label_hist.mul_(m).add_((1 - m) * torch.bincount(pl, minlength=self.num_classes).float() / len(pl))
             mask = (conf >= self.time_p * (self.p_model / self.p_model.max())[pl]).float()
-        strong = logits[n + nu:]
-        unsup = (F.cross_entropy(strong, pl, reduction="none") * mask).mean()
-        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
-                "loss_fair": self.hp.lambda_f * self.fairness(strong, mask), "pseudo_label": pl, "mask": mask}
+        out = self.pseudo_label_losses(lx, batch.y, strong, pl, mask, self.hp.lambda_u)
+        out["loss_fair"] = self.hp.lambda_f * self.fairness(strong, mask)
+        return out
 
     def fairness(self, strong_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         p = strong_logits.float().softmax(-1)

@@ -1,7 +1,6 @@
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .base import Batch, Hyper, Method, option
 
@@ -33,9 +32,8 @@ class SoftMatch(Method):
         self.register_buffer("var", torch.tensor(1.0))
 
     def step(self, batch: Batch):
-        n, nu = len(batch.y), len(batch.u["weak"])
-        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
-        probs = logits[n:n + nu].detach().float().softmax(-1)
+        lx, weak, strong = self.weak_strong_logits(batch)
+        probs = weak.softmax(-1)
         m = self.hp.ema_p
         with torch.no_grad():
             if self.hp.dist_align:
@@ -47,6 +45,4 @@ class SoftMatch(Method):
             self.var.mul_(m).add_((1 - m) * conf.var())
             below = (conf - self.mu).clamp(max=0)
             mask = torch.exp(-below ** 2 / (2 * self.var / self.hp.n_sigma ** 2))
-        unsup = (F.cross_entropy(logits[n + nu:], pl, reduction="none") * mask).mean()
-        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
-                "pseudo_label": pl, "mask": mask}
+        return self.pseudo_label_losses(lx, batch.y, strong, pl, mask, self.hp.lambda_u)
