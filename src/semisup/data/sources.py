@@ -12,6 +12,7 @@ import io
 import os
 import struct
 import tarfile
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ class _Files:
                 self._tar = tarfile.open(root)
             except (tarfile.TarError, OSError) as e:
                 raise UserError(f"{root}: not a readable tar archive ({e})")
+            self._lock = threading.Lock()
             self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
             names = sorted(self._members)
             top = {n.split("/")[0] for n in names}  # one top folder wrapping everything: strip it
@@ -189,7 +191,11 @@ class _Files:
     def reader(self, rel: str) -> Callable[[], bytes]:
         if self._tar is None:
             return lambda: (self.root / rel).read_bytes()
-        return lambda: self._tar.extractfile(self._members[rel]).read()
+
+        def read() -> bytes:  # one archive file handle: decoding threads take turns reading it
+            with self._lock:
+                return self._tar.extractfile(self._members[rel]).read()
+        return read
 
     def display(self, rel: str) -> str:
         return str(self.root / rel)
