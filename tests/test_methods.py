@@ -30,7 +30,7 @@ def test_loss_finite_and_falls(method):
     assert min(losses[-2:]) < losses[0], losses
 
 
-@pytest.mark.parametrize("method", ["flexmatch", "freematch", "softmatch"])
+@pytest.mark.parametrize("method", ["flexmatch", "freematch", "softmatch", "mean_teacher"])
 def test_state_survives_checkpoint(method, tmp_path):
     t, _ = make(method)
     for _ in range(12):

@@ -64,7 +64,10 @@ class ViewMaker:
     geometry: float = 1.0  # scale of RandAugment's rotate/shear/translate magnitudes
 
     def __call__(self, x: torch.Tensor, view: str) -> torch.Tensor:
+        """`view` is none, weak or strong; a trailing digit names another draw of the same
+        kind (weak2: a second weak view of the same images)."""
         x = x.float().div_(255)
+        view = view.rstrip("0123456789")
         if view == "weak":
             x = self.weak(x)
         elif view == "strong":

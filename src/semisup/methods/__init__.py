@@ -6,12 +6,14 @@ from .base import Batch, Method  # noqa: F401
 from .fixmatch import FixMatch
 from .flexmatch import FlexMatch
 from .freematch import FreeMatch
+from .mean_teacher import MeanTeacher
+from .pi_model import PiModel
 from .pseudo_label import PseudoLabel
 from .softmatch import SoftMatch
 from .supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, PseudoLabel, FixMatch, FlexMatch,
-                                                         FreeMatch, SoftMatch)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, PseudoLabel, PiModel, MeanTeacher,
+                                                         FixMatch, FlexMatch, FreeMatch, SoftMatch)}
 
 
 def get_method(name: str) -> type[Method]:

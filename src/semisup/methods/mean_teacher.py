@@ -1,0 +1,52 @@
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Hyper, Method, option
+from .pi_model import sigmoid_rampup
+
+
+@dataclass
+class MeanTeacherHyper(Hyper):
+    lambda_u: float = option(50.0, "largest weight of the consistency loss (USB's default)")
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)")
+    teacher_ema: float = option(0.999, "EMA decay of the teacher's weights (alpha)")
+
+
+class MeanTeacher(Method):
+    """Mean Teacher (Tarvainen & Valpola 2017): the teacher is an exponential moving average of
+    the student's weights (Eq. 1: theta'_t = alpha theta'_{t-1} + (1 - alpha) theta_t); the
+    student's class probabilities on one weak view are pulled (squared error) to the teacher's
+    on another, with a sigmoid ramp-up. The teacher is a submodule, so checkpoints carry it.
+    It is updated at the start of each step from the weights the previous step produced."""
+
+    name = "mean_teacher"
+    paper = "Tarvainen & Valpola 2017, Mean teachers are better role models"
+    Hyper = MeanTeacherHyper
+    unlabeled_views = ("weak", "weak2")
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
+        super().__init__(model, num_classes, hp, num_unlabeled)
+        self.teacher = copy.deepcopy(model).requires_grad_(False)
+
+    @torch.no_grad()
+    def update_teacher(self, step: int) -> None:
+        a = min(self.hp.teacher_ema, (1 + step) / (10 + step))
+        for t, s in zip(self.teacher.state_dict().values(), self.model.state_dict().values()):
+            if t.is_floating_point():
+                t.lerp_(s, 1 - a)
+            else:
+                t.copy_(s)
+
+    def step(self, batch: Batch):
+        self.update_teacher(batch.step)
+        n = len(batch.y)
+        self.teacher.train(self.training)
+        with torch.no_grad():
+            target = self.teacher(batch.u["weak"]).float().softmax(-1)
+        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak2"]]))
+        unsup = F.mse_loss(logits[n:].float().softmax(-1), target, reduction="none").sum(-1).mean()
+        w = self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup)
+        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": w * unsup}

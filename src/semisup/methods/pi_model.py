@@ -1,0 +1,41 @@
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Hyper, Method, option
+
+
+def sigmoid_rampup(progress: float, length: float) -> float:
+    """exp(-5 (1 - t)^2), t = progress / length (Laine & Aila 2017; Tarvainen & Valpola 2017)."""
+    if length <= 0:
+        return 1.0
+    t = min(max(progress / length, 0.0), 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+@dataclass
+class PiModelHyper(Hyper):
+    lambda_u: float = option(10.0, "largest weight of the consistency loss (USB's default)")
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)")
+
+
+class PiModel(Method):
+    """Pi-model (Laine & Aila 2017, Sec. 2.1): two stochastic weak views of each unlabeled
+    image, and the squared difference of their class probabilities as the unsupervised loss,
+    with a weight ramped up as exp(-5 (1 - t)^2). One view's prediction is the target (no
+    gradient), as in USB."""
+
+    name = "pi_model"
+    paper = "Laine & Aila 2017, Temporal ensembling for semi-supervised learning"
+    Hyper = PiModelHyper
+    unlabeled_views = ("weak", "weak2")
+
+    def step(self, batch: Batch):
+        n, nu = len(batch.y), len(batch.u["weak"])
+        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["weak2"]]))
+        target = logits[n:n + nu].detach().float().softmax(-1)
+        unsup = F.mse_loss(logits[n + nu:].float().softmax(-1), target, reduction="none").sum(-1).mean()
+        w = self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup)
+        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": w * unsup}
