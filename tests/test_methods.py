@@ -54,3 +54,15 @@ def test_flexmatch_thresholds_follow_learning_status():
     m.selected[: len(m.selected) // 2] = 3  # half the pool confidently class 3
     th = m.class_thresholds()
     assert th[3] == pytest.approx(0.95) and torch.all(th[torch.arange(10) != 3] == 0)
+
+
+def test_uda_tsa_schedules():
+    t, _ = make("uda")
+    m = t.m
+    assert m.tsa_threshold(0.5) == 1.0  # off by default
+    for schedule in ("linear", "exp", "log"):
+        m.hp.tsa = schedule
+        start, mid, end = (m.tsa_threshold(p) for p in (0.0, 0.5, 1.0))
+        assert 0.1 <= start < mid < end and end >= 0.99
+    m.hp.tsa = "linear"
+    assert m.tsa_threshold(0.0) == pytest.approx(0.1)  # 1/K at the start

@@ -93,6 +93,8 @@ def _check(cfg: dict) -> None:
         raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     if cfg["amp"] not in ("auto", "bf16", "off"):
         raise UserError(f"--amp {cfg['amp']}: choose auto, bf16 or off")
+    if cfg.get("tsa", "none") not in ("none", "linear", "exp", "log"):
+        raise UserError(f"--tsa {cfg['tsa']}: choose none, linear, exp or log")
     if "threshold" in cfg and not 0 <= cfg["threshold"] <= 1:
         raise UserError(f"--threshold {cfg['threshold']}: must be in [0, 1]")
 

@@ -11,9 +11,10 @@ from .pi_model import PiModel
 from .pseudo_label import PseudoLabel
 from .softmatch import SoftMatch
 from .supervised import Supervised
+from .uda import UDA
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, PseudoLabel, PiModel, MeanTeacher,
-                                                         FixMatch, FlexMatch, FreeMatch, SoftMatch)}
+                                                         UDA, FixMatch, FlexMatch, FreeMatch, SoftMatch)}
 
 
 def get_method(name: str) -> type[Method]:
