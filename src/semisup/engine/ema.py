@@ -8,7 +8,7 @@ class EMA(nn.Module):
     """Exponential moving average of a network's weights and buffers, used for evaluation.
     The decay warms up as min(decay, (1 + n) / (10 + n)) so short runs are not dominated by
     the random initial weights. (torch.optim.swa_utils.AveragedModel with its EMA function has
-    no warm-up and fails on integer buffers such as BatchNorm's num_batches_tracked.)"""
+    no such warm-up.)"""
 
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()

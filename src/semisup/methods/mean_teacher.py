@@ -1,9 +1,9 @@
-import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..engine.ema import EMA
 from .base import Batch, Hyper, Method, option
 from .pi_model import sigmoid_rampup
 
@@ -20,7 +20,8 @@ class MeanTeacher(Method):
     the student's weights (Eq. 1: theta'_t = alpha theta'_{t-1} + (1 - alpha) theta_t); the
     student's class probabilities on one weak view are pulled (squared error) to the teacher's
     on another, with a sigmoid ramp-up. The teacher is a submodule, so checkpoints carry it.
-    It is updated at the start of each step from the weights the previous step produced."""
+    It is the trainer's EMA class, updated at the start of each step from the weights the
+    previous step produced."""
 
     name = "mean_teacher"
     paper = "Tarvainen & Valpola 2017, Mean teachers are better role models"
@@ -29,19 +30,10 @@ class MeanTeacher(Method):
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
         super().__init__(model, num_classes, hp, num_unlabeled)
-        self.teacher = copy.deepcopy(model).requires_grad_(False)
-
-    @torch.no_grad()
-    def update_teacher(self, step: int) -> None:
-        a = min(self.hp.teacher_ema, (1 + step) / (10 + step))
-        for t, s in zip(self.teacher.state_dict().values(), self.model.state_dict().values()):
-            if t.is_floating_point():
-                t.lerp_(s, 1 - a)
-            else:
-                t.copy_(s)
+        self.teacher = EMA(model, self.hp.teacher_ema)  # the trainer's EMA, warm-up included
 
     def step(self, batch: Batch):
-        self.update_teacher(batch.step)
+        self.teacher.update(self.model)
         n = len(batch.y)
         self.teacher.train(self.training)
         with torch.no_grad():
