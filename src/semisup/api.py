@@ -59,10 +59,10 @@ def resolve(given: dict, config: dict | None = None) -> dict:
         elif config.get(a) is not None and b not in config and b not in given:
             merged[b] = None
     data = merged.get("data", RUN_KEYS["data"])
-    cfg = {**defaults(data), **merged}
+    method = get_method(merged.get("method", RUN_KEYS["method"]))
+    cfg = {**defaults(data), **method.run_defaults, **merged}
     if cfg["task"] != "classify":
         raise UserError(f"--task {cfg['task']}: only 'classify' is available in this version")
-    method = get_method(cfg["method"])
     names = {f.name for f in method.hyper_fields()}
     for k in set(merged) & set(method_options()) - names:
         if merged[k] is not None:
@@ -109,12 +109,13 @@ def prepare(cfg: dict):
                         "(--labels) or add unlabeled images")
     views = view_maker_for(data, flip=cfg["flip"])
     c, h, w = src.shape
-    cfg["model"] = cfg["model"] or default_model(min(h, w))
-    torch.manual_seed(cfg["seed"])  # the same initial weights on every process
-    model = build_model(cfg["model"], c, len(src.classes))
     method_cls = get_method(cfg["method"])
+    cfg["model"] = cfg["model"] or method_cls.default_model(src.shape) or default_model(min(h, w))
+    torch.manual_seed(cfg["seed"])  # the same initial weights on every process
+    model = build_model(cfg["model"], src.shape, len(src.classes))
     hp = method_cls.Hyper(**{f.name: cfg[f.name] for f in method_cls.hyper_fields()})
-    return data, views, method_cls(model, len(src.classes), hp, num_unlabeled=len(data.unlabeled))
+    return data, views, method_cls(model, len(src.classes), hp, num_unlabeled=len(data.unlabeled),
+                                   shape=src.shape, mean=views.mean, std=views.std)
 
 
 def train(given: dict, config: dict | None = None, out: str | None = None, resume: bool = False,
@@ -200,7 +201,7 @@ def load_run(run_dir: str, which: str = "best"):
         raise UserError(f"{run_dir}: no checkpoints/best.pt or last.pt; is it a semisup run folder?")
     ckpt = load_checkpoint(ckpt_path)
     meta = ckpt["meta"]
-    model = build_model(meta["model"], meta["channels"], len(meta["classes"]))
+    model = build_model(meta["model"], (meta["channels"], *meta["size"]), len(meta["classes"]))
     model.load_state_dict({k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")})
     model.eval()
     from .data.views import ViewMaker

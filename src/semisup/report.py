@@ -27,3 +27,22 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+def save_grid(images, path: Path, nrow: int = 10, pad: int = 1) -> None:
+    """Images N x C x H x W in [0, 1] as one PNG grid of `nrow` per row, written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    x = images.detach().float().clamp(0, 1).cpu().numpy()
+    n, c, h, w = x.shape
+    rows = -(-n // nrow)
+    grid = np.ones((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.float32)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
+    arr = (grid.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3])
+    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
+    img.save(tmp)
+    tmp.replace(path)

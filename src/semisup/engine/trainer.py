@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..methods.base import Batch
+from ..report import save_grid
 from . import dist
 from .ema import EMA
 from .runfolder import RunFolder
@@ -84,12 +85,7 @@ class Trainer:
         self.m.to(device)
         if device.type == "cuda":
             self.m.to(memory_format=torch.channels_last)
-        decay, no_decay = [], []
-        for n, p in self.m.named_parameters():
-            (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BatchNorm and biases
-        self.opt = torch.optim.SGD([{"params": decay, "weight_decay": o.weight_decay},
-                                    {"params": no_decay, "weight_decay": 0.0}],
-                                   lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+        self.opt = method.configure_optimizer(o.lr, o.momentum, o.nesterov, o.weight_decay)
         # FixMatch's schedule: lr * cos(7 pi k / (16 K))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: math.cos(7 * math.pi * k / (16 * o.steps)))
         self.ema = EMA(self.m.model, o.ema).to(device)
@@ -255,6 +251,11 @@ class Trainer:
                                                       "method": self.m.state_dict(), "meta": meta}, "best.pt")
                     if self.run:
                         self.run.log(row)
+                        made = self.m.samples()
+                        if made is not None:  # a generator's images, one grid per evaluation
+                            (self.run.path / "samples").mkdir(exist_ok=True)
+                            save_grid(made, self.run.path / "samples" / f"step{s:07d}.png")
+                            save_grid(made, self.run.path / "samples.png")
                     bar.set_postfix({"loss": f"{logs['loss']:.3f}", "acc": f"{row['test_accuracy']:.4f}",
                                      **({"mask": f"{logs['mask_rate']:.2f}"} if "mask_rate" in logs else {})})
                 logs, window_t, window_steps = {}, 0.0, 0

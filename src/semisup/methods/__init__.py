@@ -7,14 +7,19 @@ from .fixmatch import FixMatch
 from .flexmatch import FlexMatch
 from .freematch import FreeMatch
 from .mean_teacher import MeanTeacher
+from .mixmatch import MixMatch
 from .pi_model import PiModel
 from .pseudo_label import PseudoLabel
+from .remixmatch import ReMixMatch
+from .sgan import SGAN
 from .softmatch import SoftMatch
 from .supervised import Supervised
 from .uda import UDA
+from .vat import VAT
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, PseudoLabel, PiModel, MeanTeacher,
-                                                         UDA, FixMatch, FlexMatch, FreeMatch, SoftMatch)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (
+    Supervised, PseudoLabel, PiModel, MeanTeacher, VAT, MixMatch, UDA, ReMixMatch,
+    FixMatch, FlexMatch, FreeMatch, SoftMatch, SGAN)}
 
 
 def get_method(name: str) -> type[Method]:

@@ -5,8 +5,10 @@ how good the pseudo-labels are without the method ever seeing the hidden labels:
 `pseudo_label` (per unlabeled image) and `mask` (1 where the image counted)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -40,13 +42,43 @@ class Method(nn.Module):
     Hyper = Hyper
     labeled_views: tuple[str, ...] = ("weak",)
     unlabeled_views: tuple[str, ...] = ()
+    # run options whose paper default differs from the common one (e.g. a GAN's Adam lr);
+    # they sit above the data set's defaults and below --config and the command line
+    run_defaults: dict = {}
 
-    def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0):
+    def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0,
+                 shape: tuple[int, int, int] = (1, 28, 28), mean=None, std=None):
         super().__init__()
         self.model = model
         self.num_classes = num_classes
         self.num_unlabeled = num_unlabeled  # size of the unlabeled pool, for per-image state
+        self.shape = tuple(shape)  # (channels, height, width) of the images
+        # the normalisation the views apply, for methods that make images (GAN generators)
+        self.register_buffer("pixel_mean", torch.as_tensor(mean if mean is not None else [0.0] * shape[0],
+                                                           dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("pixel_std", torch.as_tensor(std if std is not None else [1.0] * shape[0],
+                                                          dtype=torch.float32).view(1, -1, 1, 1))
         self.hp = hp if hp is not None else self.Hyper()
+
+    @classmethod
+    def default_model(cls, shape: tuple[int, int, int]) -> str | None:
+        """The backbone this method wants when --model is not given (None: the size rule)."""
+        return None
+
+    def configure_optimizer(self, lr: float, momentum: float, nesterov: bool, weight_decay: float):
+        """SGD with Nesterov momentum as in FixMatch and USB, no weight decay on BatchNorm and
+        biases. A method with another paper optimiser overrides this."""
+        decay, no_decay = [], []
+        for p in self.parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        return torch.optim.SGD([{"params": decay, "weight_decay": weight_decay},
+                                {"params": no_decay, "weight_decay": 0.0}],
+                               lr=lr, momentum=momentum, nesterov=nesterov)
+
+    def samples(self) -> torch.Tensor | None:
+        """Images the method makes (a generator's), as a [0, 1] grid C x H x W, saved in the run
+        folder at each evaluation; None for methods that make none."""
+        return None
 
     @classmethod
     def hyper_fields(cls):
@@ -57,6 +89,12 @@ class Method(nn.Module):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.pixel_std + self.pixel_mean).clamp(0, 1)
+
+    def from_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.pixel_mean) / self.pixel_std
 
     # shared by the weak-to-strong family (FixMatch and its descendants)
     def weak_strong_logits(self, batch: Batch):
@@ -72,3 +110,36 @@ class Method(nn.Module):
         unsup = (F.cross_entropy(strong, target, reduction="none") * mask).mean()
         return {"loss_sup": F.cross_entropy(lx, y), "loss_unsup": lambda_u * unsup,
                 "pseudo_label": target if target.ndim == 1 else target.argmax(-1), "mask": mask}
+
+
+@contextmanager
+def frozen_bn(model: nn.Module):
+    """Forward passes inside leave BatchNorm running statistics untouched (USB's bn_controller):
+    for label guessing and adversarial probes that should not count as training data."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mo in zip(bns, saved):
+            m.momentum = mo
+
+
+def mixup(x: torch.Tensor, target: torch.Tensor, alpha: float):
+    """MixUp as MixMatch uses it (Berthelot et al. 2019, Eq. 8-11): one lambda ~ Beta(alpha, alpha)
+    per batch, lambda' = max(lambda, 1 - lambda) so each mixed example stays closer to its
+    own input, mixed with a random permutation of the batch. Lambda comes from NumPy's
+    generator, which the checkpoint saves, so no device sync is needed."""
+    lam = float(np.random.beta(alpha, alpha)) if alpha > 0 else 1.0
+    lam = max(lam, 1 - lam)
+    perm = torch.randperm(len(x), device=x.device)
+    return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
+
+
+def sharpen(p: torch.Tensor, t: float) -> torch.Tensor:
+    """p^(1/T), renormalised (MixMatch Eq. 7)."""
+    p = p ** (1.0 / t)
+    return p / p.sum(-1, keepdim=True)
+

@@ -27,8 +27,8 @@ class FlexMatch(Method):
     Hyper = FlexMatchHyper
     unlabeled_views = ("weak", "strong")
 
-    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
-        super().__init__(model, num_classes, hp, num_unlabeled)
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
         self.register_buffer("selected", torch.full((num_unlabeled,), -1, dtype=torch.long))
 
     def class_thresholds(self) -> torch.Tensor:

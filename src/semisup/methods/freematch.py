@@ -26,8 +26,8 @@ class FreeMatch(Method):
     Hyper = FreeMatchHyper
     unlabeled_views = ("weak", "strong")
 
-    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
-        super().__init__(model, num_classes, hp, num_unlabeled)
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
         k = num_classes
         self.register_buffer("time_p", torch.tensor(1.0 / k))
         self.register_buffer("p_model", torch.full((k,), 1.0 / k))

@@ -28,8 +28,8 @@ class MeanTeacher(Method):
     Hyper = MeanTeacherHyper
     unlabeled_views = ("weak", "weak2")
 
-    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
-        super().__init__(model, num_classes, hp, num_unlabeled)
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
         self.teacher = EMA(model, self.hp.teacher_ema)  # the trainer's EMA, warm-up included
 
     def step(self, batch: Batch):

@@ -25,8 +25,8 @@ class SoftMatch(Method):
     Hyper = SoftMatchHyper
     unlabeled_views = ("weak", "strong")
 
-    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0):
-        super().__init__(model, num_classes, hp, num_unlabeled)
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
         self.register_buffer("p_model", torch.full((num_classes,), 1.0 / num_classes))
         self.register_buffer("mu", torch.tensor(1.0 / num_classes))
         self.register_buffer("var", torch.tensor(1.0))

@@ -1,0 +1,83 @@
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..models.gan import build_generator
+from .base import Batch, Hyper, Method, option
+
+
+@dataclass
+class SGANHyper(Hyper):
+    lambda_u: float = option(1.0, "weight of the real-versus-fake loss on unlabeled and generated images")
+    lambda_fm: float = option(1.0, "weight of the generator's feature-matching loss")
+    z_dim: int = option(100, "size of the generator's uniform noise input")
+
+
+class SGAN(Method):
+    """The semi-supervised GAN of Salimans et al. 2016 ("Improved techniques for training GANs",
+    Sec. 5): the discriminator is a K-class classifier whose logits l imply a fake class with
+    logit 0, so D(x) = Z / (Z + 1), Z = sum_k exp l_k. Its loss is cross-entropy on labeled
+    images plus, for unlabeled real images u and generated images G(z),
+      -E log D(u) - E log(1 - D(G(z))) = E[softplus(lse l(u)) - lse l(u)] + E[softplus(lse l(G(z)))]
+    (each term halved, as in the authors' code). The generator is trained by feature matching
+    (Sec. 3.1): || E f(u) - E f(G(z)) ||^2 with f the discriminator's last hidden layer, the
+    discriminator held fixed for this term. Both networks share one Adam optimiser (lr 0.003,
+    beta1 0.5, the paper's MNIST setting; `--momentum` is beta1), batches of 100 labeled and
+    100 unlabeled images. The discriminator (`model`, default: the paper's MLP with Gaussian
+    noise and weight norm for images up to 1,024 values, CNN-13 above) is the classifier that
+    is evaluated and saved; samples of the generator go to samples.png in the run folder."""
+
+    name = "sgan"
+    paper = "Salimans et al. 2016, Improved techniques for training GANs"
+    Hyper = SGANHyper
+    labeled_views = ("weak",)
+    unlabeled_views = ("weak",)
+    run_defaults = {"lr": 0.003, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 100, "unlabeled_ratio": 1}
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
+        self.generator = build_generator(self.shape, self.hp.z_dim)
+        g = torch.Generator().manual_seed(12345)
+        self.register_buffer("fixed_z", torch.rand(num_classes * 10, self.hp.z_dim, generator=g))
+
+    @classmethod
+    def default_model(cls, shape):
+        return "gan_cnn"
+
+    def configure_optimizer(self, lr, momentum, nesterov, weight_decay):
+        return torch.optim.Adam(self.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+
+    def step(self, batch: Batch):
+        n, u = len(batch.y), batch.u["weak"]
+        nu = len(u)
+        if not getattr(self, "_checked_init", False):  # data-dependent init on real images only
+            if not bool(getattr(self.model, "initialised", True)):
+                with torch.no_grad():
+                    self.model(torch.cat([batch.x["weak"], u]))
+            self._checked_init = True
+        fake = self.from_pixels(self.generator(torch.rand(nu, self.hp.z_dim, device=u.device)))
+        feats = self.model.features(torch.cat([batch.x["weak"], u, fake.detach()]))
+        logits = self.model.head(feats).float()
+        lse_u = logits[n:n + nu].logsumexp(-1)
+        lse_g = logits[n + nu:].logsumexp(-1)
+        unsup = 0.5 * (F.softplus(lse_u) - lse_u).mean() + 0.5 * F.softplus(lse_g).mean()
+        # feature matching through a copy of the discriminator's weights that takes no gradient
+        held = {k: v.detach() for k, v in self.model.features.named_parameters()}
+        held.update(dict(self.model.features.named_buffers()))
+        f_fake = functional_call(self.model.features, held, (fake,))
+        fm = ((feats[n:n + nu].detach().float().mean(0) - f_fake.float().mean(0)) ** 2).mean()
+        with torch.no_grad():
+            d_real = torch.sigmoid(lse_u).mean()  # D(u) = Z/(Z+1) = sigmoid(lse)
+            d_fake = torch.sigmoid(lse_g).mean()
+        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_unsup": self.hp.lambda_u * unsup,
+                "loss_gen": self.hp.lambda_fm * fm, "d_real": d_real, "d_fake": d_fake}
+
+    @torch.no_grad()
+    def samples(self):
+        was = self.generator.training
+        self.generator.eval()
+        x = self.generator(self.fixed_z.to(self.pixel_mean.device))
+        self.generator.train(was)
+        return x

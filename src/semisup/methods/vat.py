@@ -1,0 +1,61 @@
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Hyper, Method, frozen_bn, option
+
+
+@dataclass
+class VATHyper(Hyper):
+    lambda_u: float = option(0.3, "weight of the VAT loss (USB's default)")
+    vat_eps: float = option(6.0, "L2 norm of the adversarial perturbation, in normalised pixel units (epsilon)")
+    vat_xi: float = option(1e-6, "size of the probe for the power iteration (xi)")
+    vat_iters: int = option(1, "power iterations for the adversarial direction")
+    lambda_ent: float = option(0.06, "weight of entropy minimisation on unlabeled predictions (VAT+EntMin)")
+    warmup: float = option(0.4, "share of the run over which lambda_u ramps up linearly")
+
+
+def _unit(d: torch.Tensor) -> torch.Tensor:
+    return d / (d.flatten(1).norm(dim=1).view(-1, *[1] * (d.ndim - 1)) + 1e-8)
+
+
+def _kl(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_target || p), batch mean."""
+    return F.kl_div(logits.float().log_softmax(-1), target_logits.float().log_softmax(-1),
+                    reduction="batchmean", log_target=True)
+
+
+class VAT(Method):
+    """Virtual adversarial training (Miyato et al. 2018, Eq. 7-13): the perturbation r_adv of
+    norm eps that most changes the prediction, found by power iteration from a random probe
+    of size xi (Eq. 12-13: r_adv = eps g/||g||, g the gradient of KL(p(x) || p(x + xi d)) in d),
+    and the local distributional smoothness loss KL(p(x) || p(x + r_adv)) on unlabeled images
+    (Eq. 10), plus entropy minimisation (Sec. 3.3, "VAT+EntMin"). Defaults from USB (lambda 0.3,
+    eps 6, xi 1e-6, entropy weight 0.06, linear ramp over 40% of the run). The probing forwards
+    leave BatchNorm statistics alone, as USB's."""
+
+    name = "vat"
+    paper = "Miyato et al. 2018, Virtual adversarial training: a regularization method for supervised and semi-supervised learning"
+    Hyper = VATHyper
+    unlabeled_views = ("weak",)
+
+    def step(self, batch: Batch):
+        n = len(batch.y)
+        u = batch.u["weak"]
+        logits = self.model(torch.cat([batch.x["weak"], u]))
+        lu = logits[n:]
+        target = lu.detach()
+        d = torch.randn_like(u)
+        with frozen_bn(self.model):
+            for _ in range(self.hp.vat_iters):
+                d = (self.hp.vat_xi * _unit(d)).requires_grad_()
+                dist = _kl(target, self.model(u + d))
+                d = torch.autograd.grad(dist, d)[0].detach()
+            adv = self.model(u + self.hp.vat_eps * _unit(d))
+        vat = _kl(target, adv)
+        p = lu.float().softmax(-1)
+        ent = -(p * lu.float().log_softmax(-1)).sum(-1).mean()
+        w = self.hp.lambda_u * min(batch.progress / self.hp.warmup, 1.0) if self.hp.warmup > 0 else self.hp.lambda_u
+        return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_vat": w * vat,
+                "loss_ent": self.hp.lambda_ent * ent}
