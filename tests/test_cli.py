@@ -112,9 +112,13 @@ def test_train_eval_predict_and_reproduce(image_folder, tmp_path):
 def test_methods_and_data_commands(image_folder):
     r = semisup("methods")
     assert r.returncode == 0
-    for m in ("supervised", "pseudo_label", "fixmatch"):
-        assert m in r.stdout
-    assert "--threshold" in semisup("methods", "--verbose").stdout
+    listed = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+    for m in ("supervised", "pseudo_label", "pi_model", "mean_teacher", "vat", "mixmatch", "uda",
+              "remixmatch", "fixmatch", "flexmatch", "freematch", "softmatch", "sgan"):
+        assert m in listed, m
+    verbose = semisup("methods", "--verbose").stdout
+    for opt in ("--threshold", "--mixup-alpha", "--vat-eps", "--lambda-rot", "--z-dim"):
+        assert opt in verbose, opt
     (image_folder / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
     r = semisup("data", image_folder)
     assert r.returncode == 0, r.stderr

@@ -2,6 +2,7 @@
 is saved and restored by the checkpoint with no per-method code."""
 import pytest
 import torch
+import yaml
 
 from semisup.api import prepare, resolve
 from semisup.engine.runfolder import load_checkpoint
@@ -89,3 +90,18 @@ def test_uda_tsa_schedules():
         assert 0.1 <= start < mid < end and end >= 0.99
     m.hp.tsa = "linear"
     assert m.tsa_threshold(0.0) == pytest.approx(0.1)  # 1/K at the start
+
+
+def test_sgan_saves_generator_samples_and_evaluates_the_discriminator(tmp_path):
+    from PIL import Image
+
+    from semisup.api import train
+
+    summary, out = train({"method": "sgan", "steps": 10, "eval_every": 5, "batch_size": 20,
+                          "quiet": True}, out=str(tmp_path / "gan"))
+    assert summary["metrics"]["test_accuracy"] is not None
+    grid = Image.open(out / "samples.png")
+    assert grid.size == (10 * 9 + 1, 10 * 9 + 1)  # 100 samples of 8x8 digits, 10 per row, 1 px gaps
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step0000005.png", "step0000010.png"]
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["lr"] == 0.003 and cfg["unlabeled_ratio"] == 1 and cfg["model"] == "mlp_gan"  # its paper's

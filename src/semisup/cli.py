@@ -144,6 +144,9 @@ def cmd_methods(a) -> None:
             for f in m.hyper_fields():
                 d = f.default if f.default is not MISSING else "required"
                 print(f"    --{f.name.replace('_', '-'):16s} {d!s:8s} {f.metadata.get('help', '')}")
+            if m.run_defaults:
+                own = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in m.run_defaults.items())
+                print(f"    (its paper's training defaults: {own})")
 
 
 def cmd_data(a) -> None:

@@ -143,3 +143,18 @@ def sharpen(p: torch.Tensor, t: float) -> torch.Tensor:
     p = p ** (1.0 / t)
     return p / p.sum(-1, keepdim=True)
 
+
+
+def gather_batch(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Under torchrun, each tensor concatenated over the processes (all shares are the same
+    size); unchanged in a single process. For per-image state that every process must agree on."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return tensors
+    out = []
+    for t in tensors:
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        out.append(torch.cat(parts))
+    return tuple(out)

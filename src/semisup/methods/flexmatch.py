@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Batch, Hyper, Method, option
+from .base import Batch, Hyper, Method, gather_batch, option
 
 
 @dataclass
@@ -20,7 +20,8 @@ class FlexMatch(Method):
     (> tau) prediction is c. The per-image prediction table is a buffer on the device, so it is
     checkpointed, and the counts are one bincount per step: no host copy (USB's FlexMatch copies
     the table to the host every step). Paper defaults: tau 0.95, lambda_u 1, as FixMatch.
-    Under torchrun each process updates the rows of its own share of the batch."""
+    Under torchrun the processes exchange their shares' predictions each step, so every process
+    holds the same table."""
 
     name = "flexmatch"
     paper = "Zhang et al. 2021, FlexMatch: boosting semi-supervised learning with curriculum pseudo labeling"
@@ -44,7 +45,7 @@ class FlexMatch(Method):
         lx, weak, strong = self.weak_strong_logits(batch)
         conf, pl = weak.softmax(-1).max(-1)
         with torch.no_grad():  # learning status first, then the mask (as the reference code)
-            rows = self.selected[batch.u_index]
-            self.selected[batch.u_index] = torch.where(conf > self.hp.threshold, pl, rows)
+            idx, c, p = gather_batch(batch.u_index, conf, pl)
+            self.selected[idx] = torch.where(c > self.hp.threshold, p, self.selected[idx])
             mask = (conf >= self.class_thresholds()[pl]).float()
         return self.pseudo_label_losses(lx, batch.y, strong, pl, mask, self.hp.lambda_u)
