@@ -105,3 +105,20 @@ def test_sgan_saves_generator_samples_and_evaluates_the_discriminator(tmp_path):
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step0000005.png", "step0000010.png"]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["lr"] == 0.003 and cfg["unlabeled_ratio"] == 1 and cfg["model"] == "mlp_gan"  # its paper's
+
+
+def test_sgan_on_colour_images_uses_the_conv_networks(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from semisup.api import train
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (60, 20, 20, 3)).astype(np.uint8)  # 1,200 values: above the MLP's range
+    y = np.where(np.arange(60) < 30, np.arange(60) % 3, -1)
+    np.savez(tmp_path / "c.npz", x=x, y=y)
+    summary, out = train({"data": str(tmp_path / "c.npz"), "method": "sgan", "steps": 4, "eval_every": 4,
+                          "batch_size": 6, "quiet": True}, out=str(tmp_path / "run"))
+    assert summary["model"] == "gan_cnn"
+    grid = Image.open(out / "samples.png")
+    assert grid.mode == "RGB" and grid.size == (10 * 21 + 1, 3 * 21 + 1)  # 30 samples of 20x20
