@@ -104,7 +104,7 @@ def test_sgan_saves_generator_samples_and_evaluates_the_discriminator(tmp_path):
     assert grid.size == (10 * 9 + 1, 10 * 9 + 1)  # 100 samples of 8x8 digits, 10 per row, 1 px gaps
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step0000005.png", "step0000010.png"]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["lr"] == 0.003 and cfg["unlabeled_ratio"] == 1 and cfg["model"] == "mlp_gan"  # its paper's
+    assert cfg["lr"] == 0.003 and cfg["unlabeled_ratio"] == 1 and cfg["model"] == "gan_cnn"  # its paper's
 
 
 def test_sgan_on_colour_images_uses_the_conv_networks(tmp_path):

@@ -43,7 +43,7 @@ def _train_parser(sub) -> None:
     g.add_argument("--labels-per-class", type=int, help="labeled images to draw per class")
     g.add_argument("--classes", help="comma-separated class names, fixing their order (CSV, NPZ, folders)")
     g.add_argument("--seed", type=int, help="seed of the labeled draw, initial weights and sampling (default 0)")
-    g.add_argument("--model", help="cnn, cnn_small, wrn28_2, cnn13, mlp_gan (default: the method's own if it has one, "
+    g.add_argument("--model", help="cnn, cnn_small, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 (default: the method's own if it has one, "
                    "else cnn below 16 px, cnn_small below 32 px, wrn28_2 from 32 px)")
     g.add_argument("--flip", type=_bool, help="horizontal flips in the views (default: true for colour images)")
     t = p.add_argument_group("optimisation (defaults: FixMatch's, scaled to the data set's CPU budget)")
