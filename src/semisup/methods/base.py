@@ -5,6 +5,7 @@ how good the pseudo-labels are without the method ever seeing the hidden labels:
 `pseudo_label` (per unlabeled image) and `mask` (1 where the image counted)."""
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
@@ -22,6 +23,19 @@ class Batch:
     step: int = 0
     progress: float = 0.0  # step / total steps, for ramps and schedules
     u_index: torch.Tensor | None = None  # positions of the unlabeled images in the unlabeled pool
+
+
+def linear_ramp(progress: float, length: float) -> float:
+    """0 to 1 linearly over the first `length` of the run (USB's unsup_warmup)."""
+    return min(progress / length, 1.0) if length > 0 else 1.0
+
+
+def sigmoid_rampup(progress: float, length: float) -> float:
+    """exp(-5 (1 - t)^2), t = progress / length (Laine & Aila 2017; Tarvainen & Valpola 2017)."""
+    if length <= 0:
+        return 1.0
+    t = min(max(progress / length, 0.0), 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
 def option(default, help: str):

@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.ema import EMA
-from .base import Batch, Hyper, Method, option
-from .pi_model import sigmoid_rampup
+from .base import Batch, Hyper, Method, option, sigmoid_rampup
 
 
 @dataclass

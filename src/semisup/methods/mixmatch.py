@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Hyper, Method, frozen_bn, mixup, option, sharpen
+from .base import Batch, Hyper, Method, frozen_bn, linear_ramp, mixup, option, sharpen
 
 
 @dataclass
@@ -12,10 +12,6 @@ class MixMatchHyper(Hyper):
     temperature: float = option(0.5, "sharpening temperature of the guessed labels (T)")
     mixup_alpha: float = option(0.75, "Beta(alpha, alpha) of MixUp (alpha)")
     warmup: float = option(0.4, "share of the run over which lambda_u ramps up linearly")
-
-
-def linear_ramp(progress: float, length: float) -> float:
-    return min(progress / length, 1.0) if length > 0 else 1.0
 
 
 class MixMatch(Method):

@@ -1,18 +1,9 @@
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Hyper, Method, option
-
-
-def sigmoid_rampup(progress: float, length: float) -> float:
-    """exp(-5 (1 - t)^2), t = progress / length (Laine & Aila 2017; Tarvainen & Valpola 2017)."""
-    if length <= 0:
-        return 1.0
-    t = min(max(progress / length, 0.0), 1.0)
-    return math.exp(-5.0 * (1.0 - t) ** 2)
+from .base import Batch, Hyper, Method, option, sigmoid_rampup
 
 
 @dataclass

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Hyper, Method, option
+from .base import Batch, Hyper, Method, linear_ramp, option
 
 
 @dataclass
@@ -30,7 +30,7 @@ class PseudoLabel(Method):
         lx, lu = logits[:n], logits[n:]
         conf, pl = lu.detach().softmax(-1).max(-1)
         mask = (conf >= self.hp.threshold).float()
-        ramp = min(1.0, batch.progress / self.hp.warmup) if self.hp.warmup > 0 else 1.0
+        ramp = linear_ramp(batch.progress, self.hp.warmup)
         unsup = (F.cross_entropy(lu, pl, reduction="none") * mask).mean()
         return {"loss_sup": F.cross_entropy(lx, batch.y), "loss_unsup": self.hp.lambda_u * ramp * unsup,
                 "pseudo_label": pl, "mask": mask}

@@ -4,8 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Batch, Hyper, Method, frozen_bn, mixup, option, sharpen
-from .mixmatch import linear_ramp
+from .base import Batch, Hyper, Method, frozen_bn, linear_ramp, mixup, option, sharpen
 
 
 @dataclass

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Hyper, Method, frozen_bn, option
+from .base import Batch, Hyper, Method, frozen_bn, linear_ramp, option
 
 
 @dataclass
@@ -56,6 +56,6 @@ class VAT(Method):
         vat = _kl(target, adv)
         p = lu.float().softmax(-1)
         ent = -(p * lu.float().log_softmax(-1)).sum(-1).mean()
-        w = self.hp.lambda_u * min(batch.progress / self.hp.warmup, 1.0) if self.hp.warmup > 0 else self.hp.lambda_u
+        w = self.hp.lambda_u * linear_ramp(batch.progress, self.hp.warmup)
         return {"loss_sup": F.cross_entropy(logits[:n], batch.y), "loss_vat": w * vat,
                 "loss_ent": self.hp.lambda_ent * ent}
