@@ -28,7 +28,7 @@ class SGAN(Method):
     100 unlabeled images. The discriminator (`model`) is the classifier that is evaluated and
     saved; by default it is the paper's MNIST MLP (Gaussian noise, weight norm) for gray images
     of 16 to 32 px, and the paper's CIFAR-10 conv net at a third of its width otherwise (on the
-    8 px digits it scored 93.6% against the MLP's 90.8%, seed 0); samples of the
+    8 px digits it scored 93.3% against the MLP's 90.8%, seed 0); samples of the
     generator go to samples.png (and samples/ per evaluation) in the run folder.
     Deviation: real images (labeled and unlabeled) enter as weak views (shifts), so the
     generator learns the shifted distribution; the paper fed them unaugmented."""
@@ -70,7 +70,6 @@ class SGAN(Method):
         unsup = 0.5 * (F.softplus(lse_u) - lse_u).mean() + 0.5 * F.softplus(lse_g).mean()
         # feature matching through a copy of the discriminator's weights that takes no gradient
         held = {k: v.detach() for k, v in self.model.features.named_parameters()}
-        held.update(dict(self.model.features.named_buffers()))
         f_fake = functional_call(self.model.features, held, (fake,))
         fm = ((feats[n:n + nu].detach().float().mean(0) - f_fake.float().mean(0)) ** 2).mean()
         with torch.no_grad():
