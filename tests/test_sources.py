@@ -63,6 +63,10 @@ def test_image_folder_flat_and_tar(tmp_path):
         t.add(tmp_path / "flat", arcname="flat")
     tsrc = load_source(str(tmp_path / "flat.tar.gz"))
     assert torch.equal(tsrc.train.x, src.train.x) and tsrc.classes == src.classes
+    cut = tmp_path / "cut.tar.gz"  # a download that stopped half-way
+    cut.write_bytes((tmp_path / "flat.tar.gz").read_bytes()[:-40])
+    with pytest.raises(UserError, match=r"cut\.tar\.gz: not a readable tar archive"):
+        load_source(str(cut))
 
 
 def test_empty_class_folder(image_folder):

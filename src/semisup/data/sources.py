@@ -12,7 +12,7 @@ import io
 import os
 import struct
 import tarfile
-import threading
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -174,28 +174,28 @@ class _Files:
         self.root = root
         if root.is_dir():
             self.paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-            self._tar = None
+            self._tar = False
         else:
+            # one pass in archive order: a gzip stream cannot seek back, so reading members in
+            # any other order decompresses the archive again for each file (hours for CIFAR-10)
+            self._tar, self._bytes = True, {}
             try:
-                self._tar = tarfile.open(root)
-            except (tarfile.TarError, OSError) as e:
-                raise UserError(f"{root}: not a readable tar archive ({e})")
-            self._lock = threading.Lock()
-            self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
-            names = sorted(self._members)
+                with tarfile.open(root) as tar:
+                    for m in tar:
+                        if m.isfile():
+                            self._bytes[m.name.lstrip("./")] = tar.extractfile(m).read()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                raise UserError(f"{root}: not a readable tar archive ({e}); check the file is complete")
+            names = sorted(self._bytes)
             top = {n.split("/")[0] for n in names}  # one top folder wrapping everything: strip it
             if len(top) == 1 and all("/" in n for n in names) and not {"train", "test"} & top:
-                self._members = {n.split("/", 1)[1]: m for n, m in self._members.items()}
-            self.paths = sorted(self._members)
+                self._bytes = {n.split("/", 1)[1]: b for n, b in self._bytes.items()}
+            self.paths = sorted(self._bytes)
 
     def reader(self, rel: str) -> Callable[[], bytes]:
-        if self._tar is None:
+        if not self._tar:
             return lambda: (self.root / rel).read_bytes()
-
-        def read() -> bytes:  # one archive file handle: decoding threads take turns reading it
-            with self._lock:
-                return self._tar.extractfile(self._members[rel]).read()
-        return read
+        return lambda: self._bytes[rel]
 
     def display(self, rel: str) -> str:
         return str(self.root / rel)
