@@ -36,7 +36,7 @@ class TrainOptions:
     seed: int = 0
     amp: str = "auto"  # auto: bf16 on CUDA, float32 on CPU; bf16; off
     compile: bool = False
-    eval_batch: int = 1024
+    eval_batch: int = 128  # CPU convolutions run 1.5-2.5x faster at 128 than at 1024
     quiet: bool = False
 
 
@@ -56,7 +56,7 @@ def set_rng_state(s: dict, device: torch.device) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model, x_uint8: torch.Tensor, views, device, batch: int = 1024, amp=None):
+def predict_logits(model, x_uint8: torch.Tensor, views, device, batch: int = 128, amp=None):
     model.eval()
     out = []
     for i in range(0, len(x_uint8), batch):
@@ -66,7 +66,7 @@ def predict_logits(model, x_uint8: torch.Tensor, views, device, batch: int = 102
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def evaluate(model, split, views, device, batch=1024, amp=None) -> dict:
+def evaluate(model, split, views, device, batch=128, amp=None) -> dict:
     logits = predict_logits(model, split.x, views, device, batch, amp)
     y = split.y.to(logits.device)
     known = y >= 0
@@ -83,8 +83,7 @@ class Trainer:
         self.bu = o.batch_size * o.unlabeled_ratio if method.unlabeled_views else 0
         self.local_b, self.local_bu = o.batch_size // world, self.bu // world
         self.m.to(device)
-        if device.type == "cuda":
-            self.m.to(memory_format=torch.channels_last)
+        self.m.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
         self.opt = method.configure_optimizer(o.lr, o.momentum, o.nesterov, o.weight_decay)
         # FixMatch's schedule: lr * cos(7 pi k / (16 K))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: math.cos(7 * math.pi * k / (16 * o.steps)))
@@ -125,9 +124,8 @@ class Trainer:
             upos, ui = self._draw(self.ulb, self.bu, self.local_bu)
             u = self.images[ui]
             us = {v: self.views(u, v) for v in self.m.unlabeled_views}
-        if self.dev.type == "cuda":
-            xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
-            us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
+        xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
+        us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
         return Batch(xs, self.hidden[li], us, self.step_n, self.step_n / self.o.steps, upos), ui
 
     # ------------------------------------------------------------------ one step
