@@ -174,11 +174,11 @@ class _Files:
         self.root = root
         if root.is_dir():
             self.paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-            self._tar = False
+            self._bytes = None
         else:
             # one pass in archive order: a gzip stream cannot seek back, so reading members in
             # any other order decompresses the archive again for each file (hours for CIFAR-10)
-            self._tar, self._bytes = True, {}
+            self._bytes = {}
             try:
                 with tarfile.open(root) as tar:
                     for m in tar:
@@ -193,7 +193,7 @@ class _Files:
             self.paths = sorted(self._bytes)
 
     def reader(self, rel: str) -> Callable[[], bytes]:
-        if not self._tar:
+        if self._bytes is None:
             return lambda: (self.root / rel).read_bytes()
         return lambda: self._bytes[rel]
 
