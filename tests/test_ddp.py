@@ -10,7 +10,7 @@ import pytest
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_torchrun_two_processes(tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            "-m", "semisup", "train", "--steps", "30", "--batch-size", "16", "--unlabeled-ratio", "2",
            "--eval-every", "15", "--save-every", "15", "--quiet", "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -23,7 +23,7 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def test_batch_must_split_evenly(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            "-m", "semisup", "train", "--steps", "5", "--batch-size", "15", "--quiet", "--out", str(tmp_path / "x")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "divisible by the 2 processes" in r.stderr
@@ -56,7 +56,7 @@ dist.cleanup()
 def test_flexmatch_table_is_the_same_on_every_process(tmp_path):
     script = tmp_path / "flex.py"
     script.write_text(FLEX_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", str(script)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = int(r.stdout.split("rows set")[1].split()[0])

@@ -64,4 +64,7 @@ def barrier() -> None:
 
 def cleanup() -> None:
     if active():
+        # every process reaches the teardown together: gloo aborts a process ("terminate called
+        # without an active exception") whose peer closes the connection under it
+        dist.barrier()
         dist.destroy_process_group()
