@@ -36,7 +36,7 @@ class TrainOptions:
     seed: int = 0
     amp: str = "auto"  # auto: bf16 on CUDA, float32 on CPU; bf16; off
     compile: bool = False
-    eval_batch: int = 128  # CPU convolutions run 1.5-2.5x faster at 128 than at 1024
+    eval_batch: int = 128  # CPU here: 1.2-2.6x faster than 1024 (cnn13, WRN-28-2, cnn_small)
     quiet: bool = False
 
 
@@ -83,7 +83,7 @@ class Trainer:
         self.bu = o.batch_size * o.unlabeled_ratio if method.unlabeled_views else 0
         self.local_b, self.local_bu = o.batch_size // world, self.bu // world
         self.m.to(device)
-        self.m.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+        self.m.to(memory_format=torch.channels_last)  # CPU here: WRN-28-2 201 -> 251, cnn_small 4,591 -> 5,968 img/s
         self.opt = method.configure_optimizer(o.lr, o.momentum, o.nesterov, o.weight_decay)
         # FixMatch's schedule: lr * cos(7 pi k / (16 K))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: math.cos(7 * math.pi * k / (16 * o.steps)))
