@@ -2,6 +2,7 @@
 
     python bench/mnist100.py [--data ../shared/data/mnist] [--methods fixmatch ...] [--seeds 0 1 2]
                              [--steps N] [-- more semisup train options]
+    python bench/mnist100.py --table      # the table of every run saved so far, nothing run
 
 Each run is a plain `semisup train` into bench/out/; the table (final and best test accuracy,
 wall time, images per second) is printed as Markdown for docs/benchmarks.md and saved as JSON.
@@ -44,11 +45,15 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, help="override the steps of every method")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "mnist100"))
+    ap.add_argument("--table", action="store_true", help="print the table of the saved runs; run nothing")
     ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
     a = ap.parse_args()
+    res = Path(a.out) / "results.json"
+    if a.table:
+        print_table(json.loads(res.read_text()) if res.exists() else {})
+        return
     if not Path(a.data).exists():
         sys.exit(f"{a.data}: MNIST IDX folder not found (expected ../shared/data/mnist)")
-    results = {}
     for method in a.methods:
         for seed in a.seeds:
             out = Path(a.out) / f"{method}-s{seed}"
@@ -57,27 +62,32 @@ def main() -> None:
                    *settings_for(method, a.steps), *a.extra]
             print(" ".join(cmd[2:]), flush=True)
             subprocess.run(cmd, check=True)
-            results[(method, seed)] = json.loads((out / "summary.json").read_text())
-    rows = ["| method | steps | seeds | final test acc. (mean ± sd) | best test acc. | wall time per run | images/s |",
+            saved = json.loads(res.read_text()) if res.exists() else {}
+            saved[f"{method}-s{seed}"] = json.loads((out / "summary.json").read_text())
+            res.write_text(json.dumps(saved, indent=1))  # after every run: a stopped queue keeps its results
+    print_table(json.loads(res.read_text()))
+
+
+def print_table(saved: dict) -> None:
+    """One row per method and step count, over the seeds saved for it."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in saved.values():
+        groups.setdefault((r["method"], r["steps"]), []).append(r)
+    rows = ["| method | steps | seeds | final test acc. (mean ± sd) | best test acc. (mean ± sd) | wall time per run | images/s |",
             "|---|---|---|---|---|---|---|"]
-    for method in a.methods:
-        s = [results[(method, seed)] for seed in a.seeds]
+    sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
+    for (method, steps), s in sorted(groups.items()):
+        s.sort(key=lambda r: r["seed"])
         fin = [100 * r["metrics"]["test_accuracy"] for r in s]
         best = [100 * r["metrics"]["best_test_accuracy"] for r in s]
         wall = [r["timing"]["wall_seconds"] for r in s]
         ips = [r["timing"]["images_per_second"] for r in s]
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
-        steps = settings_for(method, a.steps)[1]
-        rows.append(f"| {method} | {steps} | {','.join(map(str, a.seeds))} | {statistics.mean(fin):.2f} ± {sd(fin):.2f} "
-                    f"({', '.join(f'{v:.2f}' for v in fin)}) | {statistics.mean(best):.2f} ± {sd(best):.2f} | "
-                    f"{statistics.mean(wall) / 60:.1f} min | {statistics.mean(ips):.0f} |")
+        rows.append(f"| {method} | {steps} | {','.join(str(r['seed']) for r in s)} | {statistics.mean(fin):.2f} ± "
+                    f"{sd(fin):.2f} ({', '.join(f'{v:.2f}' for v in fin)}) | {statistics.mean(best):.2f} ± "
+                    f"{sd(best):.2f} | {statistics.mean(wall) / 60:.1f} min | {statistics.mean(ips):.0f} |")
     print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
           f"torch {__import__('torch').__version__}\n")
     print("\n".join(rows))
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    res = Path(a.out) / "results.json"
-    old = json.loads(res.read_text()) if res.exists() else {}
-    res.write_text(json.dumps({**old, **{f"{m}-s{s}": r for (m, s), r in results.items()}}, indent=1))
 
 
 if __name__ == "__main__":

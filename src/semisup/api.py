@@ -12,19 +12,29 @@ import torch
 
 from .data.sources import load_source
 from .data.split import make_semidata
+from .data.segviews import seg_view_maker_for
 from .data.views import view_maker_for
 from .engine import dist
 from .engine.runfolder import RunFolder, check_out, load_checkpoint
 from .engine.trainer import Trainer, TrainOptions, evaluate, predict_logits
 from .errors import UserError
 from .methods import METHODS, get_method
-from .models import build_model, default_model
+from .models import build_model, build_seg_model, default_model, load_encoder
 
 RUN_KEYS = dict(task="classify", method="fixmatch", data="digits", labels=None, labels_per_class=None,
-                model=None, device="auto", flip=None, classes=None)
+                labeled_fraction=None, model=None, device="auto", flip=None, classes=None, image_size=None,
+                init=None)
+# Defaults per task above the common ones: segmentation trains a network from scratch on few,
+# large images (SGD 0.01 and weight decay 1e-4 as SSL4MIS's U-Nets; UniMatch's equal labeled and
+# unlabeled batches).
+TASK_DEFAULTS = {
+    "segment": dict(data="shapes", method="fixmatch", batch_size=8, unlabeled_ratio=1, lr=0.01, weight_decay=1e-4,
+                    eval_every=100, save_every=500),
+}
 # Defaults per built-in data set, chosen so that the run fits a small CPU budget.
 DATA_DEFAULTS = {
     "digits": dict(labels_per_class=4, steps=1000, batch_size=32, eval_every=100, save_every=500),
+    "shapes": dict(labels=20, steps=600, eval_every=100, save_every=300),
 }
 WHERE_NOT_WHAT = ("out", "resume", "overwrite")  # never taken from a config file
 
@@ -32,37 +42,50 @@ WHERE_NOT_WHAT = ("out", "resume", "overwrite")  # never taken from a config fil
 def method_options() -> dict[str, object]:
     """Every method hyperparameter name with the first default found (for the CLI)."""
     out = {}
-    for m in METHODS.values():
+    for m in [m for task in METHODS.values() for m in task.values()]:
         for f in m.hyper_fields():
             out.setdefault(f.name, f)
     return out
 
 
-def defaults(data: str | None = None) -> dict:
-    d = {**RUN_KEYS, **asdict(TrainOptions())}
-    d.update(DATA_DEFAULTS.get(data or RUN_KEYS["data"], {}))
+def defaults(data: str | None = None, task: str = "classify") -> dict:
+    d = {**RUN_KEYS, **asdict(TrainOptions()), **TASK_DEFAULTS.get(task, {})}
+    d.update(DATA_DEFAULTS.get(data or d["data"], {}))
     return d
+
+
+def task_of(merged: dict) -> str:
+    """--task, else what the data is (a segmentation folder, card or `shapes`), else classify."""
+    if merged.get("task"):
+        return merged["task"]
+    if merged.get("data"):
+        from .data.sources import detect_task
+
+        return detect_task(str(merged["data"]))
+    return RUN_KEYS["task"]
 
 
 def resolve(given: dict, config: dict | None = None) -> dict:
     """Merge defaults, data defaults, a config file and given options into the full config."""
     config = {k: v for k, v in (config or {}).items() if k not in WHERE_NOT_WHAT}
-    known = set(defaults()) | set(method_options())
+    known = set(defaults()) | set(method_options()) | {k for d in TASK_DEFAULTS.values() for k in d}
     for k in config:
         if k not in known:
             raise UserError(f"--config: unknown option '{k}'; `semisup train --help` lists the options")
     merged = {**config, **given}
-    for a, b in (("labels", "labels_per_class"), ("labels_per_class", "labels")):
-        # asking for one way of drawing labels switches off the other one from a lower layer
-        if given.get(a) is not None and b not in given:
-            merged[b] = None
-        elif config.get(a) is not None and b not in config and b not in given:
-            merged[b] = None
-    data = merged.get("data", RUN_KEYS["data"])
-    method = get_method(merged.get("method", RUN_KEYS["method"]))
-    cfg = {**defaults(data), **method.run_defaults, **merged}
-    if cfg["task"] != "classify":
-        raise UserError(f"--task {cfg['task']}: only 'classify' is available in this version")
+    draws = ("labels", "labels_per_class", "labeled_fraction")
+    for a in draws:  # asking for one way of drawing labels switches off the others from a lower layer
+        for b in draws:
+            if b == a:
+                continue
+            if given.get(a) is not None and b not in given:
+                merged[b] = None
+            elif config.get(a) is not None and b not in config and b not in given:
+                merged[b] = None
+    task = task_of(merged)
+    base = defaults(merged.get("data"), task)
+    method = get_method(merged.get("method", base["method"]), task)
+    cfg = {**base, **method.run_defaults, **merged, "task": task}
     names = {f.name for f in method.hyper_fields()}
     for k in set(merged) & set(method_options()) - names:
         if merged[k] is not None:
@@ -97,22 +120,42 @@ def _check(cfg: dict) -> None:
         raise UserError(f"--tsa {cfg['tsa']}: choose none, linear, exp or log")
     if "threshold" in cfg and not 0 <= cfg["threshold"] <= 1:
         raise UserError(f"--threshold {cfg['threshold']}: must be in [0, 1]")
+    if cfg["task"] != "segment":
+        for k in ("image_size", "init"):
+            if cfg[k] is not None:
+                raise UserError(f"--{k.replace('_', '-')}: only for --task segment")
+    if cfg["image_size"] is not None and (not isinstance(cfg["image_size"], int) or cfg["image_size"] < 8):
+        raise UserError(f"--image-size {cfg['image_size']}: must be a whole number of pixels, at least 8")
+    if cfg["init"] is not None and not Path(str(cfg["init"])).is_file():
+        raise UserError(f"--init {cfg['init']}: no such file; give a local state dict (.pt/.pth) for the encoder")
+    if "pretrain_steps" in cfg and not 0 <= cfg["pretrain_steps"] < cfg["steps"]:
+        raise UserError(f"--pretrain-steps {cfg['pretrain_steps']}: must be at least 0 and below --steps "
+                        f"({cfg['steps']}); both phases count in --steps")
 
 
 def prepare(cfg: dict):
     """Load and split the data, build the model and method. Raises UserError on bad input."""
     classes = cfg["classes"].split(",") if isinstance(cfg["classes"], str) else cfg["classes"]
-    src = load_source(str(cfg["data"]), strict=True, classes=classes)
-    data = make_semidata(src, cfg["labels"], cfg["labels_per_class"], cfg["seed"])
+    src = load_source(str(cfg["data"]), strict=True, classes=classes, task=cfg["task"])
+    data = make_semidata(src, cfg["labels"], cfg["labels_per_class"], cfg["seed"],
+                         labeled_fraction=cfg["labeled_fraction"])
     if cfg["method"] != "supervised" and len(data.unlabeled) == 0:
         raise UserError(f"--method {cfg['method']}: there are no unlabeled images; ask for fewer labels "
                         "(--labels) or add unlabeled images")
-    views = view_maker_for(data, flip=cfg["flip"])
     c, h, w = src.shape
-    method_cls = get_method(cfg["method"])
+    method_cls = get_method(cfg["method"], cfg["task"])
     cfg["model"] = cfg["model"] or method_cls.default_model(src.shape) or default_model(min(h, w))
     torch.manual_seed(cfg["seed"])  # the same initial weights on every process
-    model = build_model(cfg["model"], src.shape, len(src.classes))
+    if cfg["task"] == "segment":
+        views = seg_view_maker_for(data, cfg["image_size"])
+        if cfg["flip"] is not None:
+            views.flip = cfg["flip"]
+        model = build_seg_model(cfg["model"], src.shape, len(src.classes))
+        if cfg["init"]:
+            load_encoder(model, cfg["init"])
+    else:
+        views = view_maker_for(data, flip=cfg["flip"])
+        model = build_model(cfg["model"], src.shape, len(src.classes))
     hp = method_cls.Hyper(**{f.name: cfg[f.name] for f in method_cls.hyper_fields()})
     return data, views, method_cls(model, len(src.classes), hp, num_unlabeled=len(data.unlabeled),
                                    shape=src.shape, mean=views.mean, std=views.std)

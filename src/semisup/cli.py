@@ -34,17 +34,26 @@ def _train_parser(sub) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--config", help="a YAML file of options (a run's config.yaml reproduces it); "
                                     "options given here override it")
-    g.add_argument("--task", help="classify (default)")
+    g.add_argument("--task", help="classify (default) or segment (default for segmentation data: a folder "
+                                  "with images/ and masks/, the CamVid layout, a dataset card, shapes)")
     g.add_argument("--method", help=f"the algorithm (default {RUN_KEYS['method']}); `semisup methods` lists them")
-    g.add_argument("--data", help="a built-in name (digits) or a path: IDX folder, image folder or .tar(.gz), "
-                                  ".csv manifest, .npz")
+    g.add_argument("--data", help="a built-in name (digits; shapes for segmentation) or a path: IDX folder, "
+                                  "image folder or .tar(.gz), .csv manifest, .npz; segmentation: a folder "
+                                  "with images/ and masks/, the CamVid layout, a dataset card .yaml")
     g.add_argument("--labels", type=int, help="labeled images to draw, class-balanced (default: digits 4 per "
                                               "class; other data: every labeled image)")
     g.add_argument("--labels-per-class", type=int, help="labeled images to draw per class")
+    g.add_argument("--labeled-fraction", type=float, help="share of the training images to label, "
+                                                          "e.g. 0.125 (segmentation: images with masks)")
+    g.add_argument("--image-size", type=int, help="segmentation: the square training crop in pixels "
+                                                  "(default: the image size, at most 256)")
+    g.add_argument("--init", help="segmentation: a local state dict (.pt/.pth) loaded into the encoder "
+                                  "(torchvision ResNet names for deeplabv3plus); default: random weights")
     g.add_argument("--classes", help="comma-separated class names, fixing their order (CSV, NPZ, folders)")
     g.add_argument("--seed", type=int, help="seed of the labeled draw, initial weights and sampling (default 0)")
     g.add_argument("--model", help="cnn, cnn_small, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 (default: the method's own if it has one, "
-                   "else cnn below 16 px, cnn_small below 32 px, wrn28_2 from 32 px)")
+                   "else cnn below 16 px, cnn_small below 32 px, wrn28_2 from 32 px); segmentation: unet (width 16), "
+                   "unet<N> (width N), deeplabv3plus (ResNet-18), deeplabv3plus_r50 (default unet)")
     g.add_argument("--flip", type=_bool, help="horizontal flips in the views (default: true for colour images)")
     t = p.add_argument_group("optimisation (defaults: FixMatch's, scaled to the data set's CPU budget)")
     defaults = TrainOptions()
@@ -101,8 +110,15 @@ def cmd_train(a: argparse.Namespace) -> None:
                          getattr(a, "overwrite", False))
     if summary is not None:
         m, t = summary["metrics"], summary["timing"]
-        print(f"{summary['method']} on {summary['data']}: test accuracy {m['test_accuracy']:.4f} "
-              f"(best {m['best_test_accuracy']:.4f} at step {m['best_step']}), "
+        if summary["task"] == "segment":
+            sel = f"checkpoint selected on val at step {m['best_step']}" if m["selected_on"] == "val" else "final"
+            dice = f", Dice {m['test_dice']:.4f}" if "test_dice" in m else ""
+            score = (f"test mean IoU {m['test_miou']:.4f} ({sel}; pixel accuracy {m['test_pixel_accuracy']:.4f}"
+                     f"{dice})")
+        else:
+            score = (f"test accuracy {m['test_accuracy']:.4f} (best {m['best_test_accuracy']:.4f} "
+                     f"at step {m['best_step']})")
+        print(f"{summary['method']} on {summary['data']}: {score}, "
               f"{summary['num_labeled']} labeled + {summary['num_unlabeled']} unlabeled, "
               f"{summary['steps']} steps in {t['train_seconds']:.0f} s")
         print(f"run folder: {out}")
@@ -138,7 +154,7 @@ def cmd_predict(a) -> None:
 def cmd_methods(a) -> None:
     from .methods import METHODS
 
-    for name, m in METHODS.items():
+    for name, m in [(n, m) for task in METHODS.values() for n, m in task.items()]:
         print(f"{name:14s} {m.task:9s} {m.paper}")
         if a.verbose:
             for f in m.hyper_fields():

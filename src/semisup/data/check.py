@@ -5,28 +5,21 @@ import hashlib
 
 import torch
 
-from .sources import load_source
+from .sources import Source, load_source
 
 
 def _hashes(x: torch.Tensor) -> list[str]:
     return [hashlib.blake2b(img.numpy().tobytes(), digest_size=12).hexdigest() for img in x]
 
 
-def report(spec: str, classes: list[str] | None = None) -> str:
-    src = load_source(spec, strict=False, classes=classes)
+def report(spec: str, classes: list[str] | None = None, task: str | None = None) -> str:
+    src = load_source(spec, strict=False, classes=classes, task=task)
     c, h, w = src.shape
-    lines = [f"{spec}: {src.kind} (detected), {len(src.classes)} classes, {w}x{h} pixels, "
+    task = ", segmentation" if src.task == "segment" and "segmentation" not in src.kind else ""
+    lines = [f"{spec}: {src.kind} (detected){task}, {len(src.classes)} classes, {w}x{h} pixels, "
              f"{c} channel{'s' if c > 1 else ''}"]
     splits = [(n, s) for n, s in (("train", src.train), ("val", src.val), ("test", src.test)) if s is not None]
-    width = max(len(n) for n in src.classes + ["class", "unlabeled"])
-    lines.append(f"  {'class':{width}s} " + " ".join(f"{n:>8s}" for n, _ in splits))
-    counts = {n: torch.bincount(s.y[s.y >= 0], minlength=len(src.classes)).tolist() for n, s in splits}
-    for i, cls in enumerate(src.classes):
-        lines.append(f"  {cls:{width}s} " + " ".join(f"{counts[n][i]:8d}" for n, _ in splits))
-    lines.append(f"  {'unlabeled':{width}s} " + " ".join(f"{int((s.y < 0).sum()):8d}" for _, s in splits))
-    lines.append(f"  {'total':{width}s} " + " ".join(f"{len(s.y):8d}" for _, s in splits))
-    if src.test is None and src.val is None:
-        lines.append("  no test or val split: training holds out 20% of each class's labeled images for testing")
+    lines += (_segment_table if src.task == "segment" else _class_table)(src, splits)
     problems = list(src.problems)
     train_h = _hashes(src.train.x)
     for n, s in splits[1:]:
@@ -42,3 +35,38 @@ def report(spec: str, classes: list[str] | None = None) -> str:
     lines.append(f"problems: {len(problems) or 'none'}")
     lines += [f"  - {p}" for p in problems]
     return "\n".join(lines)
+
+
+def _class_table(src: Source, splits) -> list[str]:
+    width = max(len(n) for n in src.classes + ["class", "unlabeled"])
+    lines = [f"  {'class':{width}s} " + " ".join(f"{n:>8s}" for n, _ in splits)]
+    counts = {n: torch.bincount(s.y[s.y >= 0], minlength=len(src.classes)).tolist() for n, s in splits}
+    for i, cls in enumerate(src.classes):
+        lines.append(f"  {cls:{width}s} " + " ".join(f"{counts[n][i]:8d}" for n, _ in splits))
+    lines.append(f"  {'unlabeled':{width}s} " + " ".join(f"{int((s.y < 0).sum()):8d}" for _, s in splits))
+    lines.append(f"  {'total':{width}s} " + " ".join(f"{len(s.y):8d}" for _, s in splits))
+    if src.test is None and src.val is None:
+        lines.append("  no test or val split: training holds out 20% of each class's labeled images for testing")
+    return lines
+
+
+def _segment_table(src: Source, splits) -> list[str]:
+    """Images with and without masks per split; each class's share of the labeled pixels."""
+    ignored = "ignored" + (f" (value {src.ignore_index})" if src.ignore_index is not None else "")
+    width = max(len(n) for n in src.classes + ["without masks", ignored])
+
+    def row(name: str, cells: list[str]) -> str:
+        return f"  {name:{width}s} " + " ".join(cells)
+
+    lines = [row("images", [f"{n:>8s}" for n, _ in splits]),
+             row("with masks", [f"{int((s.y >= 0).sum()):8d}" for _, s in splits]),
+             row("without masks", [f"{int((s.y < 0).sum()):8d}" for _, s in splits]),
+             "  pixels per class, % of the labeled pixels (ignored: % of all pixels of images with masks)"]
+    k = len(src.classes)
+    counts = [torch.bincount(s.masks[s.y >= 0].flatten().long(), minlength=256).double() for _, s in splits]
+    for i, cls in enumerate(src.classes):
+        lines.append(row(cls, [f"{float(100 * c[i] / c[:k].sum().clamp_min(1)):7.2f}%" for c in counts]))
+    lines.append(row(ignored, [f"{float(100 * c[255] / c.sum().clamp_min(1)):7.2f}%" for c in counts]))
+    if src.test is None and src.val is None:
+        lines.append("  no test or val split: training holds out 20% of the images with masks for testing")
+    return lines

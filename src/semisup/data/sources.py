@@ -1,8 +1,9 @@
 """Readers: one small function per format, each returning a `Source` of uint8 tensors.
 
-`load_source(spec)` takes a built-in name or a path and detects the format. Readers report
-problems (unreadable files, empty classes, labels outside the classes) through `Problems`:
-an error when training, a list when checking with `semisup data`.
+`load_source(spec)` takes a built-in name or a path and detects the task and the format (the
+segmentation readers are in `segsources.py`). Readers report problems (unreadable files, empty
+classes, labels outside the classes) through `Problems`: an error when training, a list when
+checking with `semisup data`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 
 from ..errors import Problems, UserError
 
-BUILTINS = ("digits",)
+BUILTINS = ("digits", "shapes")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -33,6 +34,8 @@ class Split:
     x: torch.Tensor  # (N, C, H, W) uint8
     y: torch.Tensor  # (N,) int64, -1 = class unknown
     names: list[str] = field(default_factory=list)  # file names where there are files
+    # segmentation: (N, H, W) uint8 class indices, 255 = ignore; y is then 0 (has a mask) or -1
+    masks: torch.Tensor | None = None
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Source:
     flip: bool = False  # whether a horizontal flip keeps the class (natural images, not digits)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    task: str = "classify"  # or "segment"
+    palette: list[tuple[int, int, int]] | None = None  # segmentation: RGB per class, for overlays
+    ignore_index: int | None = None  # segmentation: the files' own ignore value (255 in memory)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -131,9 +137,11 @@ def _decode(name: str, data: bytes, problems: Problems):
 
 
 def decode_images(items: list[tuple[str, Callable[[], bytes]]], problems: Problems,
-                  notes: list[str], size: tuple[int, int] | None = None, channels: int | None = None):
+                  notes: list[str], size: tuple[int, int] | None = None, channels: int | None = None,
+                  sizes: list | None = None):
     """Decode files to one uint8 tensor (N, C, H, W). Gray images stay one channel unless
-    any image has colour. Images of other sizes are resized to the most common size."""
+    any image has colour. Images of other sizes are resized to the most common size.
+    `sizes`, if given, receives each kept image's size (width, height) before resizing."""
     from PIL import Image
 
     def work(item):
@@ -152,6 +160,8 @@ def decode_images(items: list[tuple[str, Callable[[], bytes]]], problems: Proble
         return torch.zeros(0, channels or 1, *(size or (1, 1)), dtype=torch.uint8), keep
     if channels is None:
         channels = 1 if all(decoded[i][1] for i in keep) else 3
+    if sizes is not None:
+        sizes.extend(decoded[i][0].size for i in keep)
     if size is None:
         size = Counter(decoded[i][0].size for i in keep).most_common(1)[0][0]
     mode = "L" if channels == 1 else "RGB"
@@ -390,8 +400,48 @@ def detect(spec: str) -> str:
                     "train/<class>/ image folders, a .csv or a .npz")
 
 
-def load_source(spec: str, strict: bool = True, classes: list[str] | None = None) -> Source:
+_LOOKS = {"built-in": "a built-in classification data set", "idx": "an IDX classification folder",
+          "folder": "a classification image folder (class subfolders)",
+          "csv": "a classification CSV manifest", "npz": "a classification NPZ file"}
+
+
+def detect_task(spec: str) -> str:
+    """'segment' for `shapes`, a dataset card or a segmentation folder; else 'classify'."""
+    from .segsources import seg_layout
+
+    return "segment" if spec == "shapes" or seg_layout(Path(spec)) else "classify"
+
+
+def _check_task(spec: str, task: str, found: str) -> None:
+    want = "segment" if task == "segment" else "classify"
+    if want == found:
+        return
+    if found == "segment":
+        raise UserError(f"--task {task}: {spec} looks like segmentation data (images with masks); "
+                        "use --task segment, or give classification data")
+    try:
+        looks = f"looks like {_LOOKS[detect(spec)]}"
+    except UserError:
+        if not Path(spec).exists():
+            raise
+        looks = "is not segmentation data"
+    raise UserError(f"--task segment: {spec} {looks}; a segmentation source is a folder with images/ and "
+                    "masks/ (or train/ beside trainannot/), a dataset card (.yaml), or 'shapes'")
+
+
+def load_source(spec: str, strict: bool = True, classes: list[str] | None = None,
+                task: str | None = None) -> Source:
+    """Read `spec`; `task` None detects it, else data of the other task is an error."""
     problems = Problems(strict)
+    found = detect_task(spec)
+    if task is not None:
+        _check_task(spec, task, found)
+    if found == "segment":
+        from .segsources import read_segmentation
+
+        src = read_segmentation(spec, problems, classes)
+        src.problems += problems.items
+        return src
     kind = detect(spec)
     if kind == "built-in":
         src = read_digits(problems)

@@ -31,8 +31,8 @@ class SemiData:
     @property
     def hidden_targets(self) -> torch.Tensor:
         """True classes of the training images (-1 unknown), for reporting pseudo-label
-        accuracy only: training never reads them for unlabeled images."""
-        return self.source.train.y
+        accuracy only: training never reads them for unlabeled images. Segmentation: the masks."""
+        return self.source.train.y if self.source.train.masks is None else self.source.train.masks
 
     @property
     def labeled_targets(self) -> torch.Tensor:
@@ -44,11 +44,18 @@ def _per_class(y: torch.Tensor, k: int) -> list[torch.Tensor]:
 
 
 def make_semidata(src: Source, labels: int | None = None, labels_per_class: int | None = None,
-                  seed: int = 0, holdout: float = 0.2) -> SemiData:
+                  seed: int = 0, holdout: float = 0.2, labeled_fraction: float | None = None) -> SemiData:
     """Draw the labeled subset, class-balanced, from `seed` (a CPU generator: the same on every
-    process). Without `labels`/`labels_per_class`, every labeled training image is used."""
-    if labels is not None and labels_per_class is not None:
-        raise UserError("--labels and --labels-per-class: give one of them, not both")
+    process). Without `labels`/`labels_per_class`/`labeled_fraction`, every labeled training
+    image is used. Segmentation draws whole images with masks, uniformly."""
+    given = [n for n, v in (("--labels", labels), ("--labels-per-class", labels_per_class),
+                            ("--labeled-fraction", labeled_fraction)) if v is not None]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)}: give one of them, not both")
+    if labeled_fraction is not None and not 0 < labeled_fraction <= 1:
+        raise UserError(f"--labeled-fraction {labeled_fraction}: must be in (0, 1]")
+    if src.task == "segment":
+        return _seg_semidata(src, labels, labels_per_class, labeled_fraction, seed, holdout)
     k = len(src.classes)
     y = src.train.y
     train_idx = torch.arange(len(y))
@@ -66,6 +73,8 @@ def make_semidata(src: Source, labels: int | None = None, labels_per_class: int 
         test_name = f"held out from train ({holdout:.0%} of each class)"
     ytr = y[train_idx]
     pools = _per_class(ytr, k)
+    if labeled_fraction is not None:  # of the labeled training images, class-balanced
+        labels = max(k, round(labeled_fraction * sum(len(p) for p in pools)))
     if labels is not None or labels_per_class is not None:
         if labels is not None:
             if labels < k:
@@ -91,6 +100,44 @@ def make_semidata(src: Source, labels: int | None = None, labels_per_class: int 
         labeled = train_idx[ytr >= 0]
     if len(labeled) == 0:
         raise UserError(f"{src.name}: no labeled training images; label some or give class folders")
+    mask = torch.zeros(len(y), dtype=torch.bool)
+    mask[train_idx] = True
+    mask[labeled] = False
+    unlabeled = mask.nonzero().flatten()
+    x = src.train.x[labeled].float().div_(255)
+    mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3)).clamp_min(1e-3)
+    return SemiData(src, labeled, unlabeled, test, val, test_name, mean, std)
+
+
+def _seg_semidata(src: Source, labels, labels_per_class, fraction, seed: int, holdout: float) -> SemiData:
+    if labels_per_class is not None:
+        raise UserError("--labels-per-class: segmentation draws whole images; use --labels N or --labeled-fraction F")
+    y = src.train.y
+    train_idx = torch.arange(len(y))
+    test, val, test_name = src.test, src.val, "test"
+    if test is None and val is not None:
+        test, val, test_name = val, None, "val"
+    if test is None:  # hold out a fixed share of the images with masks
+        masked = (y >= 0).nonzero().flatten()
+        held = masked[torch.randperm(len(masked), generator=torch.Generator().manual_seed(0))]
+        held = held[:max(1, round(holdout * len(masked)))]
+        test = Split(src.train.x[held], y[held], masks=src.train.masks[held])
+        keep = torch.ones(len(y), dtype=torch.bool)
+        keep[held] = False
+        train_idx = keep.nonzero().flatten()
+        test_name = f"held out from train ({holdout:.0%} of the images with masks)"
+    pool = train_idx[y[train_idx] >= 0]
+    n = len(pool)
+    if fraction is not None:
+        n = max(1, round(fraction * len(pool)))
+    elif labels is not None:
+        if not 1 <= labels <= len(pool):
+            raise UserError(f"--labels {labels}: there are {len(pool)} training images with masks; "
+                            f"ask for 1 to {len(pool)}")
+        n = labels
+    if len(pool) == 0:
+        raise UserError(f"{src.name}: no training images with masks; add masks or a masks/ folder")
+    labeled = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]]
     mask = torch.zeros(len(y), dtype=torch.bool)
     mask[train_idx] = True
     mask[labeled] = False

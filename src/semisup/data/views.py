@@ -76,6 +76,11 @@ class ViewMaker:
             raise ValueError(f"unknown view {view!r}")
         return self.normalize(x)
 
+    def make(self, x: torch.Tensor, views: tuple[str, ...], target: torch.Tensor | None = None):
+        """The named views of a uint8 batch, each its own draw; the targets pass unchanged (the
+        segmentation view maker warps masks with the images)."""
+        return {v: self(x, v) for v in views}, target
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..methods.base import Batch
+from ..metrics import IGNORE, confusion, seg_scores
 from ..report import save_grid
 from . import dist
 from .ema import EMA
@@ -66,12 +67,39 @@ def predict_logits(model, x_uint8: torch.Tensor, views, device, batch: int = 128
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def evaluate(model, split, views, device, batch=128, amp=None) -> dict:
+def evaluate(model, split, views, device, batch=128, amp=None, classes=None) -> dict:
+    if split.masks is not None:
+        return evaluate_segment(model, split, views, device, batch, amp, classes)
     logits = predict_logits(model, split.x, views, device, batch, amp)
     y = split.y.to(logits.device)
     known = y >= 0
     return {"accuracy": (logits.argmax(1) == y)[known].float().mean().item(),
             "loss": F.cross_entropy(logits[known], y[known]).item()}
+
+
+@torch.no_grad()
+def evaluate_segment(model, split, views, device, batch=128, amp=None, classes=None) -> dict:
+    """Whole images, one confusion matrix over the split: mean IoU (ignore value excluded),
+    per-class IoU, pixel accuracy, Dice for two classes, cross-entropy."""
+    model.eval()
+    k = len(classes) if classes else None
+    conf, loss, pixels = None, 0.0, 0
+    batch = max(1, min(batch, 16))  # whole images: activations grow with the pixels
+    for i in range(0, len(split.x), batch):
+        xb = views(split.x[i:i + batch].to(device, non_blocking=True), "none")
+        with amp or nullcontext():
+            logits = model(xb.contiguous(memory_format=torch.channels_last)).float()
+        k = k or logits.shape[1]
+        t = split.masks[i:i + batch].to(device).long()
+        c = confusion(logits.argmax(1), t, k)
+        conf = c if conf is None else conf + c
+        n = int((t != IGNORE).sum())
+        if n:
+            loss += F.cross_entropy(logits, t, ignore_index=IGNORE, reduction="sum").item()
+            pixels += n
+    out = seg_scores(conf, classes or [str(j) for j in range(k)])
+    out["loss"] = loss / max(pixels, 1)
+    return out
 
 
 class Trainer:
@@ -88,6 +116,11 @@ class Trainer:
         # FixMatch's schedule: lr * cos(7 pi k / (16 K))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: math.cos(7 * math.pi * k / (16 * o.steps)))
         self.ema = EMA(self.m.model, o.ema).to(device)
+        # BatchNorm running statistics warm up like the EMA: momentum max(m, 9 / (10 + n)), so a
+        # slow paper momentum (WRN-28-2's 0.001) does not leave short runs evaluating with the
+        # initial statistics (sgan with WRN-28-2 on 3 CIFAR classes: test loss 8e5, chance accuracy)
+        self.bns = [(b, b.momentum) for b in self.m.modules()
+                    if isinstance(b, torch.nn.modules.batchnorm._BatchNorm) and b.momentum is not None]
         use_bf16 = o.amp == "bf16" or (o.amp == "auto" and device.type == "cuda")
         self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else None
         if o.compile:
@@ -106,7 +139,8 @@ class Trainer:
         self.acc: dict = {}
         self.history: list[dict] = []
         self.train_seconds = 0.0
-        self.best = {"select": -1.0, "step": 0, "test_accuracy": 0.0}
+        self.primary = "miou" if method.task == "segment" else "accuracy"  # what selects and reports
+        self.best = {"select": -1.0, "step": 0, "row": {}}
 
     # ------------------------------------------------------------------ batches
     def _draw(self, pool: torch.Tensor, n: int, local: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,20 +151,24 @@ class Trainer:
 
     def batch(self):
         _, li = self._draw(self.lab, self.o.batch_size, self.local_b)
-        x = self.images[li]
-        xs = {v: self.views(x, v) for v in self.m.labeled_views}
-        us, ui, upos = {}, None, None
+        xs, y = self.views.make(self.images[li], self.m.labeled_views, self.hidden[li])
+        us, ui, upos, umask = {}, None, None, None
         if self.bu:
             upos, ui = self._draw(self.ulb, self.bu, self.local_bu)
-            u = self.images[ui]
-            us = {v: self.views(u, v) for v in self.m.unlabeled_views}
+            us, umask = self.views.make(self.images[ui], self.m.unlabeled_views)
         xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
         us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
-        return Batch(xs, self.hidden[li], us, self.step_n, self.step_n / self.o.steps, upos), ui
+        return Batch(xs, y, us, self.step_n, self.step_n / self.o.steps, upos, umask), ui
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> None:
         self.m.train()
+        warm = 9.0 / (10 + self.step_n)
+        for b, m in self.bns:
+            if m < warm:
+                b.momentum = warm
+            elif b.momentum != m:
+                b.momentum = m
         batch, ui = self.batch()
         with self.amp or nullcontext():
             out = self.m.step(batch)
@@ -182,11 +220,12 @@ class Trainer:
             dist.average_buffers(self.ema)
         res = {}
         if self.rank == 0:
-            r = evaluate(self.ema, self.data.test, self.views, self.dev, self.o.eval_batch, self.amp)
-            res = {"test_accuracy": r["accuracy"], "test_loss": r["loss"]}
+            r = evaluate(self.ema, self.data.test, self.views, self.dev, self.o.eval_batch, self.amp, self.data.classes)
+            res = {f"test_{k}": v for k, v in r.items()}
             if self.data.val is not None:
-                res["val_accuracy"] = evaluate(self.ema, self.data.val, self.views, self.dev,
-                                               self.o.eval_batch, self.amp)["accuracy"]
+                p = self.primary
+                res[f"val_{p}"] = evaluate(self.ema, self.data.val, self.views, self.dev,
+                                           self.o.eval_batch, self.amp, self.data.classes)[p]
         return res
 
     def state(self) -> dict:
@@ -231,7 +270,7 @@ class Trainer:
                 self.acc = {}
                 post = {"loss": f"{logs['loss']:.3f}"}
                 if last_eval:
-                    post["acc"] = f"{last_eval['test_accuracy']:.4f}"
+                    post[self.primary] = f"{last_eval['test_' + self.primary]:.4f}"
                 if "mask_rate" in logs:
                     post["mask"] = f"{logs['mask_rate']:.2f}"
                 bar.set_postfix(post, refresh=False)
@@ -241,9 +280,10 @@ class Trainer:
                     row = {"step": s, **last_eval, **logs, "lr": self.sched.get_last_lr()[0],
                            "images_per_second": images_per_step * window_steps / max(window_t, 1e-9)}
                     self.history.append(row)
-                    select = row.get("val_accuracy", row["test_accuracy"])
+                    p = self.primary
+                    select = row.get(f"val_{p}", row[f"test_{p}"])
                     if select > self.best["select"]:
-                        self.best = {"select": select, "step": s, "test_accuracy": row["test_accuracy"]}
+                        self.best = {"select": select, "step": s, "row": row}
                         if self.run:
                             self.run.save_checkpoint({"step": s, "ema": self.ema.state_dict(),
                                                       "method": self.m.state_dict(), "meta": meta}, "best.pt")
@@ -254,7 +294,7 @@ class Trainer:
                             (self.run.path / "samples").mkdir(exist_ok=True)
                             save_grid(made, self.run.path / "samples" / f"step{s:07d}.png")
                             save_grid(made, self.run.path / "samples.png")
-                    bar.set_postfix({"loss": f"{logs['loss']:.3f}", "acc": f"{row['test_accuracy']:.4f}",
+                    bar.set_postfix({"loss": f"{logs['loss']:.3f}", p: f"{row['test_' + p]:.4f}",
                                      **({"mask": f"{logs['mask_rate']:.2f}"} if "mask_rate" in logs else {})})
                 logs, window_t, window_steps = {}, 0.0, 0
             if s % o.save_every == 0 or s == o.steps:  # every process: the state has collectives
@@ -269,17 +309,22 @@ class Trainer:
         return self.summary_metrics()
 
     def summary_metrics(self) -> dict:
+        """Classification reports the final test accuracy and the test accuracy at the selected
+        step; segmentation reports the test scores of the checkpoint selected on val where there
+        is a val split (the usual protocol), else the final ones, and the final mIoU beside."""
         final = self.history[-1] if self.history else {}
+        best, p = self.best.get("row", {}), self.primary
         imgs = (self.o.batch_size + self.bu) * self.o.steps
-        out = {"metrics": {"test_accuracy": final.get("test_accuracy"),
-                           "best_test_accuracy": self.best["test_accuracy"],
-                           "best_step": self.best["step"],
-                           "selected_on": "val" if self.data.val is not None else "test"},
-               "timing": {"train_seconds": round(self.train_seconds, 2),
-                          "images_per_second": round(imgs / max(self.train_seconds, 1e-9), 1)}}
+        m = {f"test_{p}": final.get(f"test_{p}"), f"best_test_{p}": best.get(f"test_{p}", 0.0),
+             "best_step": self.best["step"], "selected_on": "val" if self.data.val is not None else "test"}
         if self.data.val is not None:
-            out["metrics"]["best_val_accuracy"] = self.best["select"]
+            m[f"best_val_{p}"] = self.best["select"]
+        if self.m.task == "segment":
+            rep = best if self.data.val is not None else final
+            m["final_test_miou"] = final.get("test_miou")
+            m.update({k: rep[k] for k in ("test_miou", "test_pixel_accuracy", "test_dice", "test_iou") if k in rep})
         for k in ("mask_rate", "pseudo_label_accuracy"):
             if k in final:
-                out["metrics"][k] = final[k]
-        return out
+                m[k] = final[k]
+        return {"metrics": m, "timing": {"train_seconds": round(self.train_seconds, 2),
+                                         "images_per_second": round(imgs / max(self.train_seconds, 1e-9), 1)}}

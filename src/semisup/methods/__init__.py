@@ -17,13 +17,22 @@ from .supervised import Supervised
 from .uda import UDA
 from .vat import VAT
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (
-    Supervised, PseudoLabel, PiModel, MeanTeacher, VAT, MixMatch, UDA, ReMixMatch,
-    FixMatch, FlexMatch, FreeMatch, SoftMatch, SGAN)}
+from .segment import SEGMENT
+
+CLASSIFY = (Supervised, PseudoLabel, PiModel, MeanTeacher, VAT, MixMatch, UDA, ReMixMatch,
+            FixMatch, FlexMatch, FreeMatch, SoftMatch, SGAN)
+# task -> name -> method; the same name (supervised, fixmatch, ...) may exist in several tasks
+METHODS: dict[str, dict[str, type[Method]]] = {
+    "classify": {m.name: m for m in CLASSIFY},
+    "segment": {m.name: m for m in SEGMENT},
+}
+TASKS = tuple(METHODS)
 
 
-def get_method(name: str) -> type[Method]:
-    if name not in METHODS:
-        raise UserError(f"--method {name}: unknown method; choose one of {', '.join(METHODS)} "
+def get_method(name: str, task: str = "classify") -> type[Method]:
+    if task not in METHODS:
+        raise UserError(f"--task {task}: unknown task; choose one of {', '.join(TASKS)}")
+    if name not in METHODS[task]:
+        raise UserError(f"--method {name}: unknown method for --task {task}; choose one of {', '.join(METHODS[task])} "
                         "(`semisup methods` lists them)")
-    return METHODS[name]
+    return METHODS[task][name]

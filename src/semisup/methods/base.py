@@ -18,11 +18,12 @@ import torch.nn.functional as F
 @dataclass
 class Batch:
     x: dict[str, torch.Tensor]  # labeled images, one normalised tensor per view
-    y: torch.Tensor  # their classes
+    y: torch.Tensor  # their classes (segmentation: their masks, B x H x W, 255 ignored)
     u: dict[str, torch.Tensor]  # unlabeled images, one tensor per view (the same images)
     step: int = 0
     progress: float = 0.0  # step / total steps, for ramps and schedules
     u_index: torch.Tensor | None = None  # positions of the unlabeled images in the unlabeled pool
+    u_mask: torch.Tensor | None = None  # segmentation: (B, H, W), 255 where a crop fell outside its image
 
 
 def linear_ramp(progress: float, length: float) -> float:

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..models.gan import build_generator
-from .base import Batch, Hyper, Method, option
+from .base import Batch, Hyper, Method, frozen_bn, option
 
 
 @dataclass
@@ -27,8 +27,13 @@ class SGAN(Method):
     beta1 0.5, the paper's MNIST setting; `--momentum` is beta1), batches of 100 labeled and
     100 unlabeled images. The discriminator (`model`) is the classifier that is evaluated and
     saved; by default it is the paper's MNIST MLP (Gaussian noise, weight norm) for gray images
-    of 16 to 32 px, and the paper's CIFAR-10 conv net at a third of its width otherwise (on the
-    8 px digits it scored 93.3% against the MLP's 90.8%, seed 0); samples of the
+    of 16 to 32 px, and otherwise the project's small BatchNorm CNN (`cnn` below 16 px,
+    `cnn_small` above; `--model gan_cnn` is the paper's CIFAR-10 network at a third of its
+    width, `gan_cnn96` at full width). Real and generated images pass through the
+    discriminator separately and only real ones update BatchNorm's running statistics.
+    Measured on 3 CIFAR-10 classes (20 labels each, 400 steps, seed 0): `cnn_small` as the
+    discriminator 72.6%, `gan_cnn` 51.1% (lr 0.0003), WRN-28-2 65.8%; supervised
+    `cnn_small` 65.0%, WRN-28-2 63.5%. Samples of the
     generator go to samples.png (and samples/ per evaluation) in the run folder.
     Deviation: real images (labeled and unlabeled) enter as weak views (shifts), so the
     generator learns the shifted distribution; the paper fed them unaugmented."""
@@ -49,7 +54,9 @@ class SGAN(Method):
     @classmethod
     def default_model(cls, shape):
         c, h, w = shape
-        return "mlp_gan" if c == 1 and 16 <= min(h, w) and max(h, w) <= 32 else "gan_cnn"
+        if c == 1 and 16 <= min(h, w) and max(h, w) <= 32:
+            return "mlp_gan"
+        return "cnn" if min(h, w) < 16 else "cnn_small"
 
     def configure_optimizer(self, lr, momentum, nesterov, weight_decay):
         return torch.optim.Adam(self.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
@@ -63,14 +70,18 @@ class SGAN(Method):
                     self.model(torch.cat([batch.x["weak"], u]))
             self._checked_init = True
         fake = self.from_pixels(self.generator(torch.rand(nu, self.hp.z_dim, device=u.device)))
-        feats = self.model.features(torch.cat([batch.x["weak"], u, fake.detach()]))
-        logits = self.model.head(feats).float()
+        # real and generated images pass separately and only real ones move BatchNorm's running
+        # statistics (a backbone with BatchNorm would otherwise evaluate with fake-image statistics)
+        feats = self.model.features(torch.cat([batch.x["weak"], u]))
+        with frozen_bn(self.model):
+            f_g = self.model.features(fake.detach())
+            # feature matching through a copy of the discriminator's weights that takes no gradient
+            held = {k: v.detach() for k, v in self.model.features.named_parameters()}
+            f_fake = functional_call(self.model.features, held, (fake,))
+        logits = self.model.head(torch.cat([feats, f_g])).float()
         lse_u = logits[n:n + nu].logsumexp(-1)
         lse_g = logits[n + nu:].logsumexp(-1)
         unsup = 0.5 * (F.softplus(lse_u) - lse_u).mean() + 0.5 * F.softplus(lse_g).mean()
-        # feature matching through a copy of the discriminator's weights that takes no gradient
-        held = {k: v.detach() for k, v in self.model.features.named_parameters()}
-        f_fake = functional_call(self.model.features, held, (fake,))
         fm = ((feats[n:n + nu].detach().float().mean(0) - f_fake.float().mean(0)) ** 2).mean()
         with torch.no_grad():
             d_real = torch.sigmoid(lse_u).mean()  # D(u) = Z/(Z+1) = sigmoid(lse)

@@ -1,11 +1,21 @@
 """Backbones by name. Each takes (in_channels, num_classes) and returns logits; `features`
-gives the pooled feature vector that the classification head reads."""
+gives the pooled feature vector that the classification head reads. Segmentation networks
+(`SEG_MODELS`, `build_seg_model`) keep the `SegNet` interface of `unet.py`; `load_encoder`
+puts saved weights into their encoder."""
 from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import torch.nn as nn
 
 from ..errors import UserError
 from .cnn import SmallCNN
 from .cnn13 import CNN13
+from .deeplab import DeepLabV3Plus
 from .gan import ConvDiscriminator, MLPDiscriminator
+from .unet import SegNet, UNet
 from .wrn import WideResNet
 
 MODELS = {
@@ -33,3 +43,88 @@ def build_model(name: str, shape: tuple[int, int, int], num_classes: int):
     if name not in MODELS:
         raise UserError(f"--model {name}: unknown model; choose one of {', '.join([*MODELS, *SIZED])}")
     return MODELS[name](shape[0], num_classes)
+
+
+SEG_MODELS = {
+    "unet": lambda c, k: UNet(c, k, width=16),
+    "deeplabv3plus": lambda c, k: DeepLabV3Plus(c, k, depth=18),
+    "deeplabv3plus_r50": lambda c, k: DeepLabV3Plus(c, k, depth=50),
+    "deeplabv3plus_r101": lambda c, k: DeepLabV3Plus(c, k, depth=101),
+}
+_UNET_N = re.compile(r"unet([1-9][0-9]*)")  # unet<N>: a U-Net of width N (the paper's is unet64)
+
+
+def default_seg_model(shape: tuple[int, int, int]) -> str:
+    """`unet` (width 16) for every size: a CPU trains it; on a GPU ask for unet64 or deeplabv3plus."""
+    return "unet"
+
+
+def build_seg_model(name: str, shape: tuple[int, int, int], num_classes: int) -> SegNet:
+    if name in SEG_MODELS:
+        model = SEG_MODELS[name](shape[0], num_classes)
+    elif m := _UNET_N.fullmatch(name):
+        model = UNet(shape[0], num_classes, width=int(m.group(1)))
+    else:
+        raise UserError(f"--model {name}: unknown segmentation model; choose one of "
+                        f"unet, unet<N> (width N, e.g. unet32), {', '.join(n for n in SEG_MODELS if n != 'unet')}")
+    model.name = name
+    return model
+
+
+_PREFIXES = ("module.", "encoder.", "backbone.")
+
+
+def load_encoder(model: SegNet, path) -> int:
+    """Loads a state dict saved with `torch.save` (raw, or under "state_dict" or "model") into
+    `model.encoder` and returns the number of tensors loaded. Leading "module.", "encoder." and
+    "backbone." are stripped where that makes a key match, so a whole model's or a DDP
+    checkpoint's state dict works; keys the encoder lacks (`fc.*`, a decoder's) are ignored;
+    every key of the encoder must be there with its shape. A 3-channel first convolution goes
+    into a network of C input channels as its mean over the RGB channels, repeated C times and
+    scaled by 3 / C: a C-channel image whose channels equal a gray level then gets the response
+    the RGB network gives that gray image (for one channel, the sum over RGB, as timm's
+    `adapt_input_conv`)."""
+    where = f"--init {path}"
+    if not Path(path).is_file():
+        raise UserError(f"{where}: no such file; give the path of a state dict saved with "
+                        "torch.save(model.state_dict(), path)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (truncated, not a zip or pickle, objects other than tensors...)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{where}: cannot be read as a PyTorch state dict ({first[:120]}); "
+                        "save one with torch.save(model.state_dict(), path)") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    items = obj.items() if isinstance(obj, dict) else ()
+    tensors = {k: v for k, v in items if isinstance(k, str) and torch.is_tensor(v)}
+    if not tensors:
+        raise UserError(f"{where}: is not a state dict (a dict of tensors, raw or under 'state_dict' or 'model'); "
+                        "save one with torch.save(model.state_dict(), path)")
+    own = model.encoder.state_dict()
+    found = {}
+    for k, v in tensors.items():
+        while k not in own and k.startswith(_PREFIXES):
+            k = k.split(".", 1)[1]
+        if k in own:
+            found[k] = v
+    name = getattr(model, "name", type(model).__name__)
+    if not found:
+        raise UserError(f"{where}: none of its {len(tensors)} keys match the encoder of {name}; "
+                        f"expected names like {', '.join(list(own)[:3])} (its first: {next(iter(tensors))})")
+    missing = [k for k in own if k not in found and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise UserError(f"{where}: lacks {len(missing)} of the {len(own)} tensors of the encoder of {name}, "
+                        f"the first {missing[0]}; save the whole encoder of the same architecture")
+    first_conv = next(n for n, m in model.encoder.named_modules() if isinstance(m, nn.Conv2d)) + ".weight"
+    w, mine = found[first_conv], own[first_conv]
+    c = mine.shape[1]
+    if w.ndim == 4 and w.shape[1] == 3 and c != 3 and w[:, :1].shape == mine[:, :1].shape:
+        found[first_conv] = w.mean(1, keepdim=True).repeat(1, c, 1, 1) * (3 / c)
+    for k, v in found.items():
+        if v.shape != own[k].shape:
+            raise UserError(f"{where}: {k} has shape {tuple(v.shape)} but the encoder of {name} has "
+                            f"{tuple(own[k].shape)}; use weights of the same architecture and input channels")
+    model.encoder.load_state_dict(found, strict=False)
+    return len(found)

@@ -1,0 +1,320 @@
+"""Segmentation readers: images with per-pixel class masks, matched by file name (stem).
+
+Three layouts: a folder with `images/` and `masks/` (optional `unlabeled/`), at the root or per
+split under `train/`, `val/`, `test/`; the CamVid (SegNet) layout, `train/` beside `trainannot/`;
+and a dataset card (YAML) naming the folders, the classes, the ignore value and a palette:
+
+    classes: [background, road, car]
+    ignore: 255                      # optional, default 255; or an [r, g, b] colour in colour masks
+    palette: [[0, 0, 0], [128, 64, 128], [64, 0, 128]]  # optional; needed for RGB colour masks
+    train: {images: imgs/train, masks: ann/train}       # paths relative to the card's folder
+    unlabeled: imgs/extra            # optional: images without masks
+    val: {images: imgs/val, masks: ann/val}             # optional
+    test: {images: imgs/test, masks: ann/test}          # optional
+
+Masks may be index images (mode L or P), RGB colour masks mapped through the card's palette,
+or binary 0/255 (then 255 is class 1). In memory, masks are uint8 class indices, 255 = ignore.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import Problems, UserError
+from .sources import Source, Split, _decode, _is_image, decode_images
+
+IGNORE = 255
+SPLITS = ("train", "val", "test")
+CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+                  "Pedestrian", "Bicyclist"]
+CAMVID_PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+                  (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
+CARD_KEYS = ("classes", "ignore", "palette", "train", "unlabeled", "val", "test")
+
+
+def distinct_palette(k: int) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC colour map: k distinct colours, class 0 black."""
+    out = []
+    for i in range(k):
+        rgb = [0, 0, 0]
+        for j in range(8):
+            for c in range(3):
+                rgb[c] |= ((i >> (3 * j + c)) & 1) << (7 - j)
+        out.append(tuple(rgb))
+    return out
+
+
+def seg_layout(p: Path) -> str | None:
+    """'card', 'camvid' or 'folder' where `p` is segmentation data, else None."""
+    if p.is_file():
+        return "card" if p.suffix.lower() in (".yaml", ".yml") else None
+    if not p.is_dir():
+        return None
+    if (p / "train").is_dir() and (p / "trainannot").is_dir():
+        return "camvid"
+    if any((d / "images").is_dir() and (d / "masks").is_dir() for d in (p, p / "train")):
+        return "folder"
+    return None
+
+
+# ----------------------------------------------------------------------------- dataset card
+def _card_error(card: Path, key: str, what: str) -> UserError:
+    return UserError(f"{card}: '{key}' {what}")
+
+
+def _colour(card: Path, key: str, v) -> tuple[int, int, int]:
+    if not (isinstance(v, list) and len(v) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in v)):
+        raise _card_error(card, key, f"must be an [r, g, b] colour of 0..255 integers, not {v!r}")
+    return tuple(v)
+
+
+def _folder(card: Path, key: str, v) -> Path:
+    if not isinstance(v, str):
+        raise _card_error(card, key, f"must be a folder path, not {v!r}")
+    d = card.parent / v
+    if not d.is_dir():
+        raise _card_error(card, key, f"folder {d} does not exist; fix the path (relative to the card's folder)")
+    return d
+
+
+def read_card(card: Path) -> dict:
+    """The card, validated: classes, ignore (int or colour), palette, and plan (see `_plan`)."""
+    import yaml
+
+    try:
+        c = yaml.safe_load(card.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"{card}: not a readable YAML dataset card ({str(e).splitlines()[0]})")
+    if not isinstance(c, dict):
+        raise UserError(f"{card}: a dataset card is a mapping with keys {', '.join(CARD_KEYS)}")
+    for k in c:
+        if k not in CARD_KEYS:
+            raise _card_error(card, k, f"is not a dataset card key; the keys are {', '.join(CARD_KEYS)}")
+    for k in ("classes", "train"):
+        if k not in c:
+            raise _card_error(card, k, "is missing; a card needs at least classes and train")
+    classes = c["classes"]
+    if not (isinstance(classes, list) and classes and all(isinstance(n, (str, int)) for n in classes)):
+        raise _card_error(card, "classes", "must be a list of class names")
+    classes = [str(n) for n in classes]
+    ignore = c.get("ignore", IGNORE)
+    if isinstance(ignore, list):
+        ignore = _colour(card, "ignore", ignore)
+    elif not (isinstance(ignore, int) and 0 <= ignore <= 255):
+        raise _card_error(card, "ignore", f"must be a mask value 0..255 or an [r, g, b] colour, not {ignore!r}")
+    palette = c.get("palette")
+    if palette is not None:
+        if not isinstance(palette, list) or len(palette) != len(classes):
+            raise _card_error(card, "palette", f"must list one [r, g, b] colour per class ({len(classes)})")
+        palette = [_colour(card, f"palette[{i}]", v) for i, v in enumerate(palette)]
+        if len(set(palette)) < len(palette) or ignore in palette:
+            raise _card_error(card, "palette", "has a colour twice (or the ignore colour); make each distinct")
+    plan = {}
+    for s in SPLITS:
+        if s not in c:
+            continue
+        v = c[s]
+        if not (isinstance(v, dict) and set(v) == {"images", "masks"}):
+            raise _card_error(card, s, f"must be {{images: FOLDER, masks: FOLDER}}, not {v!r}")
+        plan[s] = (_folder(card, f"{s}.images", v["images"]), _folder(card, f"{s}.masks", v["masks"]), [])
+    if "unlabeled" in c:
+        plan["train"][2].append(_folder(card, "unlabeled", c["unlabeled"]))
+    return {"classes": classes, "ignore": ignore, "palette": palette, "plan": plan}
+
+
+# ----------------------------------------------------------------------------- folders
+def _plan(root: Path, layout: str, problems: Problems) -> dict[str, tuple[Path, Path, list[Path]]]:
+    """split -> (images folder, masks folder, folders of unlabeled images)."""
+    per_split = layout == "camvid" or (root / "train" / "images").is_dir()
+    plan = {}
+    for s in SPLITS if per_split else ("train",):  # one pool: the splitter holds out test images
+        base = root / s if per_split else root
+        img, msk = (base, root / f"{s}annot") if layout == "camvid" else (base / "images", base / "masks")
+        if img.is_dir() and msk.is_dir():
+            plan[s] = (img, msk, [])
+        elif img.is_dir() or msk.is_dir():
+            there, missing = (img, msk) if img.is_dir() else (msk, img)
+            what = "masks" if missing == msk else "images"
+            problems.add(f"{missing}: no such folder beside {there}; add the {what} there or remove {there}")
+        elif (root / s).is_dir():
+            problems.add(f"{root / s}: expected {img.relative_to(root)}/ and {msk.relative_to(root)}/ in it; "
+                         "add them or remove the folder")
+    if "train" in plan:
+        unlabeled = [root / "unlabeled"] + ([root / "train" / "unlabeled"] if layout == "folder" else [])
+        plan["train"][2].extend(d for d in unlabeled if d.is_dir())
+    return plan
+
+
+def _images(d: Path, problems: Problems) -> dict[str, Path]:
+    """Image files under `d` by relative path without extension."""
+    out: dict[str, Path] = {}
+    for p in sorted(d.rglob("*")):
+        if p.is_file() and _is_image(p.name):
+            key = p.relative_to(d).with_suffix("").as_posix()
+            if key in out:
+                problems.add(f"{p}: same name as {out[key].name}; keep one file per name")
+                continue
+            out[key] = p
+    if not out:
+        problems.add(f"{d}: no image files in this folder; add them or remove the folder")
+    return out
+
+
+def _pairs(img: Path, msk: Path, unlabeled: list[Path], problems: Problems):
+    """[(image, mask or None)]: images with masks first, then those of `unlabeled`."""
+    images, masks = _images(img, problems), _images(msk, problems)
+    pairs = []
+    for key, p in images.items():
+        if key in masks:
+            pairs.append((p, masks[key]))
+        else:
+            problems.add(f"{p}: no mask with this name in {msk}; add its mask or move it to unlabeled/")
+    for key, m in masks.items():
+        if key not in images:
+            problems.add(f"{m}: mask without an image of this name in {img}; add the image or remove the mask")
+    for d in unlabeled:
+        pairs += [(p, None) for p in _images(d, problems).values()]
+    return pairs
+
+
+# ----------------------------------------------------------------------------- masks
+def _load_mask(path: Path, colours, problems: Problems):
+    """(values (H, W) uint8, histogram of 256 values, mapped) or None if unreadable. With a
+    palette, colour masks come back as class indices already (mapped)."""
+    im = _decode(str(path), path.read_bytes(), problems)
+    if im is None:
+        return None
+    mapped = False
+    if im.mode == "P":
+        a = np.array(im)
+    elif im.mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "HSV"):
+        a = np.asarray(im.convert("RGB"))
+        if colours is not None:
+            a, mapped = _map_colours(path, a, colours, problems), True
+        elif (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+            a = a[..., 0].copy()  # gray values saved as RGB
+        else:
+            problems.add(f"{path}: a colour (RGB) mask, and no palette to map its colours to classes; "
+                         "give a dataset card (.yaml) with classes and palette")
+            return None
+    else:
+        a = np.array(im if im.mode in ("L", "I", "I;16") else im.convert("L"))
+        if a.size and a.max() > 255:
+            problems.add(f"{path}: mask values up to {a.max()}; masks hold class indices 0..255")
+            return None
+        a = a.astype(np.uint8)
+    return a, np.bincount(a.ravel(), minlength=256), mapped
+
+
+def _map_colours(path: Path, a: np.ndarray, colours, problems: Problems) -> np.ndarray:
+    keys, vals = colours
+    codes = (a[..., 0].astype(np.int32) << 16) | (a[..., 1].astype(np.int32) << 8) | a[..., 2]
+    pos = np.searchsorted(keys, codes).clip(max=len(keys) - 1)
+    hit = keys[pos] == codes
+    if not hit.all():
+        bad = ", ".join(str((c >> 16, (c >> 8) & 255, c & 255)) for c in np.unique(codes[~hit])[:3].tolist())
+        problems.add(f"{path}: colour {bad} is not in the card's palette; add it to the palette "
+                     "(or as ignore) or fix the mask")
+    return np.where(hit, vals[pos], IGNORE).astype(np.uint8)
+
+
+def _colour_table(palette, ignore):
+    """Sorted colour codes and their class (255 for the ignore colour), for `_map_colours`."""
+    table = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(palette)}
+    if isinstance(ignore, tuple):
+        table[(ignore[0] << 16) | (ignore[1] << 8) | ignore[2]] = IGNORE
+    keys = np.array(sorted(table), np.int32)
+    return keys, np.array([table[k] for k in keys.tolist()], np.uint8)
+
+
+# ----------------------------------------------------------------------------- reader
+def read_segmentation(spec: str, problems: Problems, classes: list[str] | None = None) -> Source:
+    if spec == "shapes":
+        from .shapes import read_shapes
+
+        return read_shapes()
+    root = Path(spec)
+    layout = seg_layout(root)
+    card = read_card(root) if layout == "card" else None
+    plan = card["plan"] if card else _plan(root, layout, problems)
+    if "train" not in plan:
+        raise UserError(f"{root}: no training images and masks found; expected images/ and masks/ "
+                        "(or train/images/ and train/masks/)")
+    pairs = {s: _pairs(*plan[s], problems) for s in plan}
+    colours = _colour_table(card["palette"], card["ignore"]) if card and card["palette"] else None
+    workers = max(2, os.cpu_count() or 2)
+    with ThreadPoolExecutor(workers) as ex:
+        loaded = {s: list(ex.map(lambda p: p[1] and _load_mask(p[1], colours, problems), pairs[s]))
+                  for s in pairs}
+    hist = sum((m[1] for ms in loaded.values() for m in ms if m and not m[2]), np.zeros(256, np.int64))
+    present = set(np.flatnonzero(hist).tolist())
+
+    # what the mask values mean: class indices and which value is ignored
+    lut = np.full(256, -1, np.int16)  # mask value -> class index, IGNORE, or -1 (a problem)
+    palette = None
+    if card:
+        ignore = card["ignore"] if isinstance(card["ignore"], int) else None
+        names, palette, kind = card["classes"], card["palette"], "dataset card"
+    elif present and present <= {0, 255} and 255 in present:
+        ignore, names, kind = None, ["background", "foreground"], "segmentation folder (binary masks)"
+        lut[255] = 1
+    elif layout == "camvid" and present <= set(range(12)):
+        ignore, names, palette, kind = 11, CAMVID_CLASSES, CAMVID_PALETTE, "CamVid folder"
+    else:
+        ignore, kind = IGNORE, "CamVid folder" if layout == "camvid" else "segmentation folder"
+        names = [str(i) for i in range(max(present - {IGNORE}, default=-1) + 1)]
+    names = list(classes) if classes is not None else names
+    if not names:
+        raise UserError(f"{root}: the masks hold no class values (all pixels are the ignore value {ignore})")
+    k = len(names)
+    lut[:k] = np.arange(k)
+    if ignore is not None:
+        lut[ignore] = IGNORE
+    palette = palette if palette and len(palette) == k else distinct_palette(k)
+
+    notes: list[str] = []
+    splits: dict[str, Split] = {}
+    size = channels = None
+    base = root.parent if card else root
+    for s, items in pairs.items():
+        ok = [i for i, (_, m) in enumerate(items) if m is None or loaded[s][i] is not None]
+        sizes: list = []
+        x, keep = decode_images([(str(items[i][0]), items[i][0].read_bytes) for i in ok], problems, notes,
+                                size, channels, sizes)
+        if size is None and len(x):
+            channels, size = x.shape[1], (x.shape[3], x.shape[2])
+        rows, masks, y, files = [], [], [], []
+        for j, i in enumerate(ok[q] for q in keep):  # j: row of x, i: item
+            img, mpath = items[i]
+            a = np.full(size[::-1], IGNORE, np.uint8)  # an unlabeled image: all ignored
+            if mpath is not None:
+                a, h, mapped = loaded[s][i]
+                if a.shape != sizes[j][::-1]:
+                    problems.add(f"{mpath}: mask is {a.shape[1]}x{a.shape[0]} pixels but its image {img.name} "
+                                 f"is {sizes[j][0]}x{sizes[j][1]}; save the mask at the image's size")
+                    continue
+                if not mapped:
+                    bad = np.flatnonzero((h > 0) & (lut < 0))
+                    if len(bad):
+                        also = "" if ignore is None else f" or the ignore value {ignore}"
+                        problems.add(f"{mpath}: mask values {', '.join(map(str, bad[:5]))} are not classes "
+                                     f"(0..{k - 1}){also}; fix the mask or the list of classes")
+                    a = np.where(lut[a] < 0, IGNORE, lut[a]).astype(np.uint8)
+                if a.shape != size[::-1]:  # its image was resized to the most common size
+                    a = np.asarray(Image.fromarray(a).resize(size, Image.NEAREST))
+            rows.append(j)
+            masks.append(a)
+            y.append(-1 if mpath is None else 0)
+            files.append(os.path.relpath(img, base))
+        m = torch.from_numpy(np.stack(masks)) if masks else torch.zeros(0, *x.shape[2:], dtype=torch.uint8)
+        splits[s] = Split(x[rows], torch.tensor(y, dtype=torch.long), files, masks=m)
+    if len(splits["train"].x) == 0:
+        raise UserError(f"{root}: no readable training images")
+    return Source(root.stem if card else root.name, kind, names, splits["train"], splits.get("test"),
+                  splits.get("val"), flip=True, notes=notes, task="segment", palette=palette,
+                  ignore_index=ignore)

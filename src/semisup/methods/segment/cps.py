@@ -1,0 +1,52 @@
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from ...data.segviews import cutmix, cutmix_boxes
+from ..base import Batch, Hyper, option
+from .base import SegMethod
+
+
+@dataclass
+class CPSHyper(Hyper):
+    lambda_u: float = option(1.5, "weight of the cross pseudo supervision loss (CPS with CutMix: 1.5)")
+    cutmix_p: float = option(1.0, "probability that an unlabeled image gets a CutMix box (CPS: always)")
+
+
+class CPS(SegMethod):
+    """Cross pseudo supervision (Chen et al. 2021, Eq. 2-4, with CutMix): two networks of the
+    same architecture, initialised differently, each supervised on the labeled masks; on
+    unlabeled images each network's hard pseudo-mask (argmax) supervises the other. With
+    CutMix, as in the paper's code, the pseudo-masks of a mixed image are the two networks'
+    predictions on the unmixed images, mixed with the same box. `model` (evaluated, saved)
+    is the first network; the second is `peer`."""
+
+    name = "cps"
+    paper = "Chen et al. 2021, Semi-supervised semantic segmentation with cross pseudo supervision"
+    Hyper = CPSHyper
+    unlabeled_views = ("weak",)
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
+        self.peer = copy.deepcopy(model)
+        with torch.random.fork_rng(devices=[]):  # a different initialisation, the same recipe
+            torch.manual_seed(torch.initial_seed() + 1)
+            for mod in self.peer.modules():
+                if hasattr(mod, "reset_parameters"):
+                    mod.reset_parameters()
+
+    def step(self, batch: Batch):
+        n, u = len(batch.y), batch.u["weak"]
+        b, _, h, w = u.shape
+        valid = batch.u_mask != 255
+        box, perm = cutmix_boxes(b, h, w, u.device, self.hp.cutmix_p), torch.randperm(b, device=u.device)
+        with torch.no_grad():
+            t1, t2 = self.model(u).argmax(1), self.peer(u).argmax(1)
+        u_mix, t1, t2, valid = cutmix(box, perm, u, t1, t2, valid)
+        x = torch.cat([batch.x["weak"], u_mix])
+        l1, l2 = self.model(x), self.peer(x)
+        one = torch.ones_like(valid, dtype=torch.float)
+        cps = self.pseudo_loss(l1[n:], t2, one, valid, 0.0) + self.pseudo_loss(l2[n:], t1, one, valid, 0.0)
+        return {"loss_sup": self.sup_loss(l1[:n], batch.y) + self.sup_loss(l2[:n], batch.y),
+                "loss_cps": self.hp.lambda_u * cps}

@@ -1,0 +1,44 @@
+from dataclasses import dataclass
+
+import torch
+
+from ...engine.ema import EMA
+from ..base import Batch, Hyper, option, sigmoid_rampup
+from .base import SegMethod
+
+
+@dataclass
+class MeanTeacherHyper(Hyper):
+    lambda_u: float = option(0.1, "largest weight of the consistency loss (SSL4MIS: 0.1)")
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)")
+    teacher_ema: float = option(0.99, "EMA decay of the teacher's weights (SSL4MIS: 0.99)")
+
+
+class MeanTeacher(SegMethod):
+    """Mean Teacher for segmentation (Tarvainen & Valpola 2017; the SSL4MIS form of Luo et al.):
+    the teacher is an EMA of the student (alpha 0.99); per-pixel squared error between the
+    student's class probabilities on the strong (colour-perturbed) view and the teacher's on
+    the weak view of the same crop, outside the padding, with a sigmoid ramp-up of the weight
+    (0.1). The teacher is the engine's EMA class and a submodule, so checkpoints carry it."""
+
+    name = "mean_teacher"
+    paper = "Tarvainen & Valpola 2017, Mean teachers are better role models"
+    Hyper = MeanTeacherHyper
+    unlabeled_views = ("weak", "strong")
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
+        self.teacher = EMA(model, self.hp.teacher_ema)
+
+    def step(self, batch: Batch):
+        self.teacher.update(self.model)
+        n = len(batch.y)
+        self.teacher.train(self.training)
+        with torch.no_grad():
+            target = self.teacher(batch.u["weak"]).float().softmax(1)
+        logits = self.model(torch.cat([batch.x["weak"], batch.u["strong"]]))
+        valid = (batch.u_mask != 255).unsqueeze(1)
+        sq = (logits[n:].float().softmax(1) - target) ** 2 * valid
+        unsup = sq.sum() / valid.sum().clamp_min(1) / self.num_classes
+        w = self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup)
+        return {"loss_sup": self.sup_loss(logits[:n], batch.y), "loss_unsup": w * unsup}
