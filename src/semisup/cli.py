@@ -88,10 +88,12 @@ def build_parser() -> Parser:
     e.add_argument("run_dir")
     e.add_argument("--data", help="evaluate on this data instead of the run's test split")
     e.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    pr = sub.add_parser("predict", help="classify images with a trained run")
+    pr = sub.add_parser("predict", help="classify images, or segment them, with a trained run")
     pr.add_argument("run_dir")
     pr.add_argument("images", nargs="+", help="image files or folders")
-    pr.add_argument("--out", help="write path,class,confidence to this CSV instead of printing")
+    pr.add_argument("--out", help="classification: write path,class,confidence to this CSV instead of printing; "
+                                  "segmentation: the folder for NAME.png index masks and NAME_overlay.png "
+                                  "(default RUN_DIR/predictions)")
     me = sub.add_parser("methods", help="list the methods")
     me.add_argument("--verbose", "-v", action="store_true", help="with their options and defaults")
     d = sub.add_parser("data", help="check a data set: counts, sizes, problems")
@@ -128,15 +130,24 @@ def cmd_eval(a) -> None:
     from .api import eval_run
 
     r = eval_run(a.run_dir, a.data, a.checkpoint)
-    print(f"{r['data']}: accuracy {r['accuracy']:.4f} on {r['images']} images ({r['checkpoint']})")
+    if r["task"] == "segment":
+        per = ", ".join(f"{c} {v:.3f}" for c, v in r["iou"].items() if v is not None)
+        print(f"{r['data']}: mean IoU {r['miou']:.4f}, pixel accuracy {r['pixel_accuracy']:.4f} on {r['images']} "
+              f"images ({r['checkpoint']}); IoU per class: {per}")
+    else:
+        print(f"{r['data']}: accuracy {r['accuracy']:.4f} on {r['images']} images ({r['checkpoint']})")
 
 
 def cmd_predict(a) -> None:
     from pathlib import Path
 
-    from .api import predict
+    from .api import load_run, predict, predict_masks
     from .engine.runfolder import atomic_write
 
+    if load_run(a.run_dir)[2].get("task") == "segment":
+        out, n = predict_masks(a.run_dir, a.images, a.out)
+        print(f"wrote {n} masks and overlays to {out}")
+        return
     rows = predict(a.run_dir, a.images)
     if a.out:
         def write(p):

@@ -1,4 +1,4 @@
-"""Plots of a run: loss and accuracy against steps."""
+"""Plots of a run: loss and accuracy against steps; image grids; segmentation overlays."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +17,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     for k in sorted(k for k in rows[-1] if k.startswith("loss")):
         a.plot(steps, [r.get(k) for r in rows], label=k)
     a.set_xlabel("step"), a.set_ylabel("training loss"), a.legend(), a.set_yscale("log")
-    for k in ("test_accuracy", "val_accuracy", "mask_rate", "pseudo_label_accuracy"):
+    for k in ("test_accuracy", "val_accuracy", "test_miou", "val_miou", "mask_rate", "pseudo_label_accuracy"):
         if k in rows[-1]:
             b.plot(steps, [r.get(k) for r in rows], label=k.replace("_", " "))
     b.set_xlabel("step"), b.set_ylim(0, 1), b.legend(), b.grid(alpha=0.3)
@@ -45,4 +45,31 @@ def save_grid(images, path: Path, nrow: int = 10, pad: int = 1) -> None:
     img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3])
     tmp = Path(path).with_name(Path(path).name + ".tmp.png")
     img.save(tmp)
+    tmp.replace(path)
+
+
+def colorize(masks, palette):
+    """Index masks (..., H, W) as RGB uint8 (..., H, W, 3); ignored pixels (255) are gray."""
+    import numpy as np
+
+    lut = np.full((256, 3), 128, dtype=np.uint8)
+    lut[:len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return lut[np.asarray(masks)]
+
+
+def save_seg_examples(images, masks, preds, palette, path: Path) -> None:
+    """One row per image: the image, its ground truth, the prediction (uint8 N x C x H x W
+    images, N x H x W masks), written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.asarray(images).transpose(0, 2, 3, 1)
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, -1)
+    gap = lambda r: np.full((r.shape[0], 2, 3), 255, np.uint8)  # noqa: E731
+    rows = [np.concatenate([x[i], gap(x[i]), colorize(masks[i], palette), gap(x[i]), colorize(preds[i], palette)], 1)
+            for i in range(len(x))]
+    grid = np.concatenate([np.concatenate([r, np.full((2, r.shape[1], 3), 255, np.uint8)]) for r in rows])
+    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
+    Image.fromarray(grid).save(tmp)
     tmp.replace(path)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..models.gan import build_generator
+from ..models.gan import WNDiscriminator, build_generator
 from .base import Batch, Hyper, Method, frozen_bn, option
 
 
@@ -13,6 +13,8 @@ class SGANHyper(Hyper):
     lambda_u: float = option(1.0, "weight of the real-versus-fake loss on unlabeled and generated images")
     lambda_fm: float = option(1.0, "weight of the generator's feature-matching loss")
     z_dim: int = option(100, "size of the generator's uniform noise input")
+    input_noise: float = option(0.25, "std of Gaussian noise on the discriminator's inputs, real and generated "
+                                     "(normalised units), where it has no noise or dropout layers of its own")
 
 
 class SGAN(Method):
@@ -30,10 +32,13 @@ class SGAN(Method):
     of 16 to 32 px, and otherwise the project's small BatchNorm CNN (`cnn` below 16 px,
     `cnn_small` above; `--model gan_cnn` is the paper's CIFAR-10 network at a third of its
     width, `gan_cnn96` at full width). Real and generated images pass through the
-    discriminator separately and only real ones update BatchNorm's running statistics.
-    Measured on 3 CIFAR-10 classes (20 labels each, 400 steps, seed 0): `cnn_small` as the
-    discriminator 72.6%, `gan_cnn` 51.1% (lr 0.0003), WRN-28-2 65.8%; supervised
-    `cnn_small` 65.0%, WRN-28-2 63.5%. Samples of the
+    discriminator separately and only real ones update BatchNorm's running statistics, and
+    such a discriminator, which has no noise layers of its own, gets Gaussian instance noise
+    (std 0.25) on all its inputs: without it the BatchNorm CNN wins the game outright on
+    digits (D(real) 1.0, D(fake) 0.0) and its accuracy falls from 93.6% at step 100 to 89.7%.
+    Measured (seed 0): on 3 CIFAR-10 classes, 20 labels each, 400 steps, `cnn_small` as the
+    discriminator 72.6% without noise, 69.5% with 0.25, 65.6% with 0.5; `gan_cnn` 51.1%
+    (lr 0.0003), WRN-28-2 65.8% (no noise); supervised `cnn_small` 65.1%. Samples of the
     generator go to samples.png (and samples/ per evaluation) in the run folder.
     Deviation: real images (labeled and unlabeled) enter as weak views (shifts), so the
     generator learns the shifted distribution; the paper fed them unaugmented."""
@@ -70,6 +75,10 @@ class SGAN(Method):
                     self.model(torch.cat([batch.x["weak"], u]))
             self._checked_init = True
         fake = self.from_pixels(self.generator(torch.rand(nu, self.hp.z_dim, device=u.device)))
+        if self.hp.input_noise > 0 and not isinstance(self.model, WNDiscriminator):  # instance noise
+            jitter = lambda t: t + self.hp.input_noise * torch.randn_like(t)  # noqa: E731
+            batch = Batch({"weak": jitter(batch.x["weak"])}, batch.y, {"weak": jitter(u)})
+            u, fake = batch.u["weak"], jitter(fake)
         # real and generated images pass separately and only real ones move BatchNorm's running
         # statistics (a backbone with BatchNorm would otherwise evaluate with fake-image statistics)
         feats = self.model.features(torch.cat([batch.x["weak"], u]))

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import torch
 
 from ...data.segviews import cutmix, cutmix_boxes
-from ..base import Batch, Hyper, option
+from ..base import Batch, Hyper, option, sigmoid_rampup
 from .base import SegMethod
 
 
@@ -12,6 +12,7 @@ from .base import SegMethod
 class CPSHyper(Hyper):
     lambda_u: float = option(1.5, "weight of the cross pseudo supervision loss (CPS with CutMix: 1.5)")
     cutmix_p: float = option(1.0, "probability that an unlabeled image gets a CutMix box (CPS: always)")
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid, as SSL4MIS's CPS)")
 
 
 class CPS(SegMethod):
@@ -20,7 +21,10 @@ class CPS(SegMethod):
     unlabeled images each network's hard pseudo-mask (argmax) supervises the other. With
     CutMix, as in the paper's code, the pseudo-masks of a mixed image are the two networks'
     predictions on the unmixed images, mixed with the same box. `model` (evaluated, saved)
-    is the first network; the second is `peer`."""
+    is the first network; the second is `peer`. The weight ramps up (sigmoid) over the first 40%
+    of the run, as in SSL4MIS's CPS for networks trained from scratch: the paper starts from
+    ImageNet weights, and from random ones the early argmax masks pull both networks to one
+    class (supervised loss at chance after 60 steps on shapes without the ramp)."""
 
     name = "cps"
     paper = "Chen et al. 2021, Semi-supervised semantic segmentation with cross pseudo supervision"
@@ -49,4 +53,4 @@ class CPS(SegMethod):
         one = torch.ones_like(valid, dtype=torch.float)
         cps = self.pseudo_loss(l1[n:], t2, one, valid, 0.0) + self.pseudo_loss(l2[n:], t1, one, valid, 0.0)
         return {"loss_sup": self.sup_loss(l1[:n], batch.y) + self.sup_loss(l2[:n], batch.y),
-                "loss_cps": self.hp.lambda_u * cps}
+                "loss_cps": self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup) * cps}
