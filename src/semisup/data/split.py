@@ -100,13 +100,7 @@ def make_semidata(src: Source, labels: int | None = None, labels_per_class: int 
         labeled = train_idx[ytr >= 0]
     if len(labeled) == 0:
         raise UserError(f"{src.name}: no labeled training images; label some or give class folders")
-    mask = torch.zeros(len(y), dtype=torch.bool)
-    mask[train_idx] = True
-    mask[labeled] = False
-    unlabeled = mask.nonzero().flatten()
-    x = src.train.x[labeled].float().div_(255)
-    mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3)).clamp_min(1e-3)
-    return SemiData(src, labeled, unlabeled, test, val, test_name, mean, std)
+    return _semidata(src, train_idx, labeled, test, val, test_name)
 
 
 def _seg_semidata(src: Source, labels, labels_per_class, fraction, seed: int, holdout: float) -> SemiData:
@@ -138,10 +132,15 @@ def _seg_semidata(src: Source, labels, labels_per_class, fraction, seed: int, ho
     if len(pool) == 0:
         raise UserError(f"{src.name}: no training images with masks; add masks or a masks/ folder")
     labeled = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]]
-    mask = torch.zeros(len(y), dtype=torch.bool)
+    return _semidata(src, train_idx, labeled, test, val, test_name)
+
+
+def _semidata(src: Source, train_idx, labeled, test, val, test_name: str) -> SemiData:
+    """The rest of the training images are the unlabeled pool; the statistics are the labeled
+    images' per-channel mean and std."""
+    mask = torch.zeros(len(src.train.x), dtype=torch.bool)
     mask[train_idx] = True
     mask[labeled] = False
-    unlabeled = mask.nonzero().flatten()
     x = src.train.x[labeled].float().div_(255)
     mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3)).clamp_min(1e-3)
-    return SemiData(src, labeled, unlabeled, test, val, test_name, mean, std)
+    return SemiData(src, labeled, mask.nonzero().flatten(), test, val, test_name, mean, std)
