@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 
 from ..errors import Problems, UserError
+from ..metrics import IGNORE
 from .sources import Source, Split, _decode, _is_image, decode_images
 
-IGNORE = 255
 SPLITS = ("train", "val", "test")
 CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
                   "Pedestrian", "Bicyclist"]

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 import torch
 
 from ...data.segviews import cutmix, cutmix_boxes
+from ...metrics import IGNORE
 from ..base import Batch, Hyper, option, sigmoid_rampup
 from .base import SegMethod
 
@@ -43,7 +44,7 @@ class CPS(SegMethod):
     def step(self, batch: Batch):
         n, u = len(batch.y), batch.u["weak"]
         b, _, h, w = u.shape
-        valid = batch.u_mask != 255
+        valid = batch.u_mask != IGNORE
         box, perm = cutmix_boxes(b, h, w, u.device, self.hp.cutmix_p), torch.randperm(b, device=u.device)
         with torch.no_grad():
             t1, t2 = self.model(u).argmax(1), self.peer(u).argmax(1)

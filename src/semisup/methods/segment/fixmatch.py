@@ -3,6 +3,7 @@ from dataclasses import dataclass
 import torch
 
 from ...data.segviews import cutmix, cutmix_boxes
+from ...metrics import IGNORE
 from ..base import Batch, Hyper, option
 from .base import SegMethod
 
@@ -32,7 +33,7 @@ class FixMatch(SegMethod):
         b, _, h, w = u_s.shape
         logits = self.model(torch.cat([batch.x["weak"], u_w]))
         conf, target = self.pseudo_masks(logits[n:])
-        valid = batch.u_mask != 255
+        valid = batch.u_mask != IGNORE
         box, perm = cutmix_boxes(b, h, w, u_s.device, self.hp.cutmix_p), torch.randperm(b, device=u_s.device)
         u_s, target, conf, valid = cutmix(box, perm, u_s, target, conf, valid)
         unsup = self.pseudo_loss(self.model(u_s), target, conf, valid, self.hp.threshold)

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 import torch
 
 from ...engine.ema import EMA
+from ...metrics import IGNORE
 from ..base import Batch, Hyper, option, sigmoid_rampup
 from .base import SegMethod
 
@@ -37,7 +38,7 @@ class MeanTeacher(SegMethod):
         with torch.no_grad():
             target = self.teacher(batch.u["weak"]).float().softmax(1)
         logits = self.model(torch.cat([batch.x["weak"], batch.u["strong"]]))
-        valid = (batch.u_mask != 255).unsqueeze(1)
+        valid = (batch.u_mask != IGNORE).unsqueeze(1)
         sq = (logits[n:].float().softmax(1) - target) ** 2 * valid
         unsup = sq.sum() / valid.sum().clamp_min(1) / self.num_classes
         w = self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup)

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data.segviews import cutmix, cutmix_boxes
+from ...metrics import IGNORE
 from ..base import Batch, Hyper, option
 from .base import SegMethod
 
@@ -38,7 +39,7 @@ class UniMatch(SegMethod):
         both = m.logits([torch.cat([f, g]) for f, g in zip(feats, fp)], (h, w))
         lx, lw, lfp = both[:n], both[n:n + b], both[n + b:]
         conf, target = self.pseudo_masks(lw)
-        valid = batch.u_mask != 255
+        valid = batch.u_mask != IGNORE
         perm = torch.randperm(b, device=u_w.device)
         mixed, losses = [], []
         for v in ("strong", "strong2"):
