@@ -79,15 +79,18 @@ class SGAN(Method):
             jitter = lambda t: t + self.hp.input_noise * torch.randn_like(t)  # noqa: E731
             batch = Batch({"weak": jitter(batch.x["weak"])}, batch.y, {"weak": jitter(u)})
             u, fake = batch.u["weak"], jitter(fake)
-        # real and generated images pass separately and only real ones move BatchNorm's running
-        # statistics (a backbone with BatchNorm would otherwise evaluate with fake-image statistics)
-        feats = self.model.features(torch.cat([batch.x["weak"], u]))
+        real = torch.cat([batch.x["weak"], u])
+        if isinstance(self.model, WNDiscriminator):  # no BatchNorm: one pass, as the authors' code
+            feats = self.model.features(torch.cat([real, fake.detach()]))
+        else:  # only real images move BatchNorm's running statistics (else eval uses fake-image ones)
+            with frozen_bn(self.model):
+                f_g = self.model.features(fake.detach())
+            feats = torch.cat([self.model.features(real), f_g])
+        # feature matching through a copy of the discriminator's weights that takes no gradient
+        held = {k: v.detach() for k, v in self.model.features.named_parameters()}
         with frozen_bn(self.model):
-            f_g = self.model.features(fake.detach())
-            # feature matching through a copy of the discriminator's weights that takes no gradient
-            held = {k: v.detach() for k, v in self.model.features.named_parameters()}
             f_fake = functional_call(self.model.features, held, (fake,))
-        logits = self.model.head(torch.cat([feats, f_g])).float()
+        logits = self.model.head(feats).float()
         lse_u = logits[n:n + nu].logsumexp(-1)
         lse_g = logits[n + nu:].logsumexp(-1)
         unsup = 0.5 * (F.softplus(lse_u) - lse_u).mean() + 0.5 * F.softplus(lse_g).mean()
