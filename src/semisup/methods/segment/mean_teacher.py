@@ -33,13 +33,15 @@ class MeanTeacher(SegMethod):
 
     def step(self, batch: Batch):
         self.teacher.update(self.model)
-        n = len(batch.y)
         self.teacher.train(self.training)
         with torch.no_grad():
             target = self.teacher(batch.u["weak"]).float().softmax(1)
-        logits = self.model(torch.cat([batch.x["weak"], batch.u["strong"]]))
+        # two forwards: labeled images sharing BatchNorm's batch statistics with colour-jittered,
+        # grayscale and blurred ones cost supervised learning more than the consistency gives
+        # (two-class cells, 20 labels, consistency weight 0: Dice 0.40 with one forward, 0.56 with two)
+        lx, lu = self.model(batch.x["weak"]), self.model(batch.u["strong"])
         valid = (batch.u_mask != IGNORE).unsqueeze(1)
-        sq = (logits[n:].float().softmax(1) - target) ** 2 * valid
+        sq = (lu.float().softmax(1) - target) ** 2 * valid
         unsup = sq.sum() / valid.sum().clamp_min(1) / self.num_classes
         w = self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup)
-        return {"loss_sup": self.sup_loss(logits[:n], batch.y), "loss_unsup": w * unsup}
+        return {"loss_sup": self.sup_loss(lx, batch.y), "loss_unsup": w * unsup}
