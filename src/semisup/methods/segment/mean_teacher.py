@@ -10,7 +10,7 @@ from .base import SegMethod
 
 @dataclass
 class MeanTeacherHyper(Hyper):
-    lambda_u: float = option(0.1, "largest weight of the consistency loss (SSL4MIS: 0.1)")
+    lambda_u: float = option(1.0, "largest weight of the consistency loss (SSL4MIS: 0.1; see the class note)")
     warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)")
     teacher_ema: float = option(0.99, "EMA decay of the teacher's weights (SSL4MIS: 0.99)")
 
@@ -20,7 +20,10 @@ class MeanTeacher(SegMethod):
     the teacher is an EMA of the student (alpha 0.99); per-pixel squared error between the
     student's class probabilities on the strong (colour-perturbed) view and the teacher's on
     the weak view of the same crop, outside the padding, with a sigmoid ramp-up of the weight
-    (0.1). The teacher is the engine's EMA class and a submodule, so checkpoints carry it."""
+    (1.0 here, SSL4MIS's 0.1 being too weak from scratch at these budgets: shapes, 20 labels, 1,000
+    steps, mIoU 0.252 supervised, 0.271 at 0.1, 0.285 at 1.0; two-class cells, 20 labels, Dice
+    0.537, 0.587, 0.634). The teacher is the engine's EMA class and a submodule, so checkpoints
+    carry it."""
 
     name = "mean_teacher"
     paper = "Tarvainen & Valpola 2017, Mean teachers are better role models"
