@@ -2,7 +2,7 @@
 
     python bench/camvid.py [--data ../shared/data/camvid-240x180] [--labels 46 92]
                            [--methods supervised ae_pretrain fixmatch unimatch cps]
-                           [--steps 2000] [--seed 0] [-- more semisup train options]
+                           [--steps 1000] [--seed 0] [-- more semisup train options]
     python bench/camvid.py --table      # the table of every run saved so far, nothing run
 
 Every method gets the same steps, batch (8 labeled, 8 unlabeled), crop and schedule; the
@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "camvid-240x180"))
     ap.add_argument("--labels", nargs="+", type=int, default=[46, 92], help="46 = 1/8, 92 = 1/4 of 367")
     ap.add_argument("--methods", nargs="+", default=["supervised", "ae_pretrain", "fixmatch", "unimatch", "cps"])
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--image-size", type=int, default=160, help="square training crop")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--image-size", type=int, default=128, help="square training crop")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "camvid"))
     ap.add_argument("--table", action="store_true", help="print the table of the saved runs; run nothing")
