@@ -1,9 +1,10 @@
-"""CamVid 240x180, U-Net: a fraction of the 367 training images labeled, the rest unlabeled.
+"""Segmentation benchmark, CamVid 240x180, U-Net: a fraction of the 367 training images
+labeled, the rest unlabeled.
 
-    python bench/camvid.py [--data ../shared/data/camvid-240x180] [--labels 46 92]
+    python bench/segmentation.py [--data ../shared/data/camvid-240x180] [--labels 46 92]
                            [--methods supervised ae_pretrain fixmatch unimatch cps]
                            [--steps 1000] [--seed 0] [-- more semisup train options]
-    python bench/camvid.py --table      # the table of every run saved so far, nothing run
+    python bench/segmentation.py --table      # the table of every run saved so far, nothing run
 
 Every method gets the same steps, batch (8 labeled, 8 unlabeled), crop and schedule; the
 checkpoint is selected on `val` (101 images) and its mean IoU on `test` (233 images, void
