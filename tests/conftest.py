@@ -57,3 +57,27 @@ def shared_mnist():
     if not (d / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("../shared/data/mnist is absent")
     return d
+
+
+def assert_resume_equal(new_trainer, tmp_path: Path, before: int, after: int) -> None:
+    """Checkpoint a trainer after `before` steps; `after` more steps from the checkpoint in a
+    fresh trainer give the same weights and state as `after` more in the original (RNG,
+    optimiser, schedule and method buffers all restored). `new_trainer()` builds one."""
+    import torch
+
+    from semisup.engine.runfolder import load_checkpoint
+
+    t = new_trainer()
+    for _ in range(before):
+        t.train_step()
+    torch.save(t.state(), tmp_path / "ck.pt")
+    for _ in range(after):
+        t.train_step()
+    fresh = new_trainer()
+    fresh.load_state(load_checkpoint(tmp_path / "ck.pt"))
+    for _ in range(after):
+        fresh.train_step()
+    a, b = t.m.state_dict(), fresh.m.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -3,6 +3,7 @@ is saved and restored by the checkpoint with no per-method code."""
 import pytest
 import torch
 import yaml
+from conftest import assert_resume_equal
 
 from semisup.api import prepare, resolve
 from semisup.engine.runfolder import load_checkpoint
@@ -38,20 +39,7 @@ def test_loss_finite_and_falls(method):
 def test_resumed_steps_equal_uninterrupted(method, tmp_path):
     """Checkpoint after 6 steps; 4 more steps from the checkpoint in a fresh trainer give the same
     weights and state as 4 more steps in the original (RNG, optimiser and buffers all restored)."""
-    t, _ = make(method, steps=10)
-    for _ in range(6):
-        t.train_step()
-    torch.save(t.state(), tmp_path / "ck.pt")
-    for _ in range(4):
-        t.train_step()
-    fresh, _ = make(method, steps=10)
-    fresh.load_state(load_checkpoint(tmp_path / "ck.pt"))
-    for _ in range(4):
-        fresh.train_step()
-    a, b = t.m.state_dict(), fresh.m.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_resume_equal(lambda: make(method, steps=10)[0], tmp_path, 6, 4)
 
 
 @pytest.mark.parametrize("method", ["flexmatch", "freematch", "softmatch", "mean_teacher", "remixmatch", "sgan"])

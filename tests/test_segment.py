@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import assert_resume_equal
+
 from semisup.api import prepare, resolve
 from semisup.data.segviews import SegViewMaker, cutmix, cutmix_boxes
-from semisup.engine.runfolder import load_checkpoint
 from semisup.engine.trainer import Trainer, TrainOptions
 from semisup.methods import METHODS
 from semisup.metrics import IGNORE, confusion, seg_scores
@@ -51,20 +52,7 @@ def test_loss_finite_and_labeled_loss_falls(method):
 @pytest.mark.parametrize("method", sorted(METHODS["segment"]))
 def test_resumed_steps_equal_uninterrupted(method, tmp_path):
     kw = {"pretrain_steps": 3} if method == "ae_pretrain" else {}
-    t, _ = make(method, steps=10, **kw)
-    for _ in range(5):
-        t.train_step()
-    torch.save(t.state(), tmp_path / "ck.pt")
-    for _ in range(4):
-        t.train_step()
-    fresh, _ = make(method, steps=10, **kw)
-    fresh.load_state(load_checkpoint(tmp_path / "ck.pt"))
-    for _ in range(4):
-        fresh.train_step()
-    a, b = t.m.state_dict(), fresh.m.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_resume_equal(lambda: make(method, steps=10, **kw)[0], tmp_path, 5, 4)
 
 
 def test_views_move_image_and_mask_together():

@@ -288,11 +288,11 @@ def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") ->
             "images": int((split.y >= 0).sum()), **r}
 
 
-def predict(run_dir: str, paths: list[str]) -> list[tuple[str, str, float]]:
+def predict(run_dir: str, paths: list[str], loaded: tuple | None = None) -> list[tuple[str, str, float]]:
     from .data.sources import decode_images
     from .errors import Problems
 
-    model, views, meta, _ = load_run(run_dir)
+    model, views, meta, _ = loaded or load_run(run_dir)  # `loaded`: load_run's result, read once
     if meta.get("task") == "segment":
         raise UserError(f"{run_dir}: a segmentation run; its predictions are masks (api.predict_masks)")
     files = image_files(paths)
@@ -304,7 +304,8 @@ def predict(run_dir: str, paths: list[str]) -> list[tuple[str, str, float]]:
     return [(str(files[i]), meta["classes"][c], float(p)) for i, c, p in zip(keep, cls.tolist(), conf.tolist())]
 
 
-def predict_masks(run_dir: str, paths: list[str], out_dir: str | None = None) -> tuple[Path, int]:
+def predict_masks(run_dir: str, paths: list[str], out_dir: str | None = None,
+                  loaded: tuple | None = None) -> tuple[Path, int]:
     """A segmentation run's masks for image files, each at its own size: NAME.png (an index
     PNG, mode P, with the class palette) and NAME_overlay.png (the colours over the image)."""
     import numpy as np
@@ -313,7 +314,7 @@ def predict_masks(run_dir: str, paths: list[str], out_dir: str | None = None) ->
     from .engine.runfolder import atomic_write
     from .report import colorize
 
-    model, views, meta, _ = load_run(run_dir)
+    model, views, meta, _ = loaded or load_run(run_dir)  # `loaded`: load_run's result, read once
     if meta.get("task") != "segment":
         raise UserError(f"{run_dir}: a classification run; `semisup predict` prints its classes without --masks")
     files = image_files(paths)

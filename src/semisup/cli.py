@@ -144,11 +144,12 @@ def cmd_predict(a) -> None:
     from .api import load_run, predict, predict_masks
     from .engine.runfolder import atomic_write
 
-    if load_run(a.run_dir)[2].get("task") == "segment":
-        out, n = predict_masks(a.run_dir, a.images, a.out)
+    loaded = load_run(a.run_dir)
+    if loaded[2].get("task") == "segment":
+        out, n = predict_masks(a.run_dir, a.images, a.out, loaded)
         print(f"wrote {n} masks and overlays to {out}")
         return
-    rows = predict(a.run_dir, a.images)
+    rows = predict(a.run_dir, a.images, loaded)
     if a.out:
         def write(p):
             with open(p, "w", newline="") as f:
