@@ -10,12 +10,12 @@ wall time, images per second) is printed as Markdown for docs/benchmarks.md and 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from runs import run_once, saved
 
 ROOT = Path(__file__).resolve().parents[1]
 # CPU budget settings (see docs/benchmarks.md for why they differ from the paper's)
@@ -46,26 +46,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="override the steps of every method")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "mnist100"))
     ap.add_argument("--table", action="store_true", help="print the table of the saved runs; run nothing")
+    ap.add_argument("--rerun", action="store_true", help="run again what results.json already holds")
     ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
     a = ap.parse_args()
     res = Path(a.out) / "results.json"
     if a.table:
-        print_table(json.loads(res.read_text()) if res.exists() else {})
+        print_table(saved(res))
         return
     if not Path(a.data).exists():
         sys.exit(f"{a.data}: MNIST IDX folder not found (expected ../shared/data/mnist)")
     for method in a.methods:
         for seed in a.seeds:
-            out = Path(a.out) / f"{method}-s{seed}"
-            cmd = [sys.executable, "-m", "semisup", "train", "--data", a.data, "--method", method,
-                   "--seed", str(seed), "--out", str(out), "--overwrite", *SETTINGS,
-                   *settings_for(method, a.steps), *a.extra]
-            print(" ".join(cmd[2:]), flush=True)
-            subprocess.run(cmd, check=True)
-            saved = json.loads(res.read_text()) if res.exists() else {}
-            saved[f"{method}-s{seed}"] = json.loads((out / "summary.json").read_text())
-            res.write_text(json.dumps(saved, indent=1))  # after every run: a stopped queue keeps its results
-    print_table(json.loads(res.read_text()))
+            run_once(f"{method}-s{seed}", ["--data", a.data, "--method", method, "--seed", str(seed), *SETTINGS,
+                                           *settings_for(method, a.steps), *a.extra],
+                     Path(a.out) / f"{method}-s{seed}", res, a.rerun)
+    print_table(saved(res))
 
 
 def print_table(saved: dict) -> None:

@@ -2,24 +2,25 @@
 labeled, the rest unlabeled.
 
     python bench/segmentation.py [--data ../shared/data/camvid-240x180] [--labels 46 92]
-                           [--methods supervised ae_pretrain fixmatch unimatch cps]
+                           [--methods supervised fixmatch unimatch cps ae_pretrain mean_teacher]
                            [--steps 1000] [--seed 0] [-- more semisup train options]
     python bench/segmentation.py --table      # the table of every run saved so far, nothing run
 
 Every method gets the same steps, batch (8 labeled, 8 unlabeled), crop and schedule; the
 checkpoint is selected on `val` (101 images) and its mean IoU on `test` (233 images, void
 ignored) is the reported number. Each run is a plain `semisup train`; results are saved
-after every run (bench/out/camvid/results.json) and printed as Markdown.
+after every run (bench/out/camvid/results.json) and printed as Markdown; a saved run is
+not run again, an interrupted one is resumed (bench/runs.py).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
+
+from runs import run_once, saved
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,35 +29,29 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "camvid-240x180"))
     ap.add_argument("--labels", nargs="+", type=int, default=[46, 92], help="46 = 1/8, 92 = 1/4 of 367")
-    ap.add_argument("--methods", nargs="+", default=["supervised", "ae_pretrain", "fixmatch", "unimatch", "cps"])
+    ap.add_argument("--methods", nargs="+", default=["supervised", "fixmatch", "unimatch", "cps", "ae_pretrain", "mean_teacher"])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--image-size", type=int, default=128, help="square training crop")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "camvid"))
     ap.add_argument("--table", action="store_true", help="print the table of the saved runs; run nothing")
+    ap.add_argument("--rerun", action="store_true", help="run again what results.json already holds")
     ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
     a = ap.parse_args()
     res_file = Path(a.out) / "results.json"
-    results = json.loads(res_file.read_text()) if res_file.exists() else {}
     if not a.table:
         if not Path(a.data).exists():
             sys.exit(f"{a.data}: CamVid folder not found (expected ../shared/data/camvid-240x180)")
         for labels in a.labels:
             for method in a.methods:
                 key = f"{method}-n{labels}-{a.steps}-s{a.seed}"
-                out = Path(a.out) / key
-                cmd = [sys.executable, "-m", "semisup", "train", "--task", "segment", "--data", a.data,
-                       "--method", method, "--labels", str(labels), "--seed", str(a.seed), "--model", "unet",
-                       "--steps", str(a.steps), "--image-size", str(a.image_size),
-                       "--eval-every", str(max(a.steps // 8, 1)), "--save-every", str(max(a.steps // 4, 1)),
-                       "--out", str(out), "--overwrite", "--quiet", *a.extra]
-                print(" ".join(cmd[2:]), flush=True)
-                subprocess.run(cmd, check=True)
-                s = json.loads((out / "summary.json").read_text())
-                results[key] = {"method": method, "labels": labels, "steps": a.steps, "seed": a.seed,
-                                "extra": a.extra, **s}
-                res_file.parent.mkdir(parents=True, exist_ok=True)
-                res_file.write_text(json.dumps(results, indent=1))
+                run_once(key, ["--task", "segment", "--data", a.data, "--method", method, "--labels", str(labels),
+                               "--seed", str(a.seed), "--model", "unet", "--steps", str(a.steps),
+                               "--image-size", str(a.image_size), "--eval-every", str(max(a.steps // 8, 1)),
+                               "--save-every", str(max(a.steps // 4, 1)), "--quiet", *a.extra],
+                         Path(a.out) / key, res_file, a.rerun,
+                         method=method, labels=labels, steps=a.steps, seed=a.seed, extra=a.extra)
+    results = saved(res_file)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {__import__('torch').__version__}\n")
     print("| labeled | method | steps | seed | test mIoU (val-selected) | best val mIoU | final test mIoU "

@@ -1,0 +1,57 @@
+"""One benchmark run, recorded once: shared by the benchmark scripts.
+
+A run whose key is already in results.json is skipped; an interrupted run folder is resumed from
+its last checkpoint; a folder another process is writing is left to it. Several queues can
+therefore work through the same list side by side (one core each) and a stopped queue loses at
+most the steps since its last checkpoint.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from semisup.engine.runfolder import atomic_write, run_state
+
+
+@contextmanager
+def _locked(res_file: Path):
+    res_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(res_file.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield json.loads(res_file.read_text()) if res_file.exists() else {}
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def saved(res_file: Path) -> dict:
+    with _locked(res_file) as results:
+        return results
+
+
+def run_once(key: str, train_args: list[str], out: Path, res_file: Path, rerun: bool = False,
+             **fields) -> dict | None:
+    """`semisup train TRAIN_ARGS --out OUT` unless done; its summary (plus FIELDS) saved under KEY.
+
+    Returns None when another process is running it now."""
+    if key in saved(res_file) and not rerun:
+        print(f"{key}: saved already (pass --rerun to run it again)", flush=True)
+        return saved(res_file)[key]
+    state = run_state(out)
+    if state == "running":
+        print(f"{key}: another process is running it, skipped", flush=True)
+        return None
+    resume = state == "interrupted" and (out / "checkpoints" / "last.pt").exists() and not rerun
+    cmd = [sys.executable, "-m", "semisup", "train", *train_args, "--out", str(out),
+           "--resume" if resume else "--overwrite"]
+    print(" ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True)
+    summary = {**fields, **json.loads((out / "summary.json").read_text())}
+    with _locked(res_file) as results:
+        results[key] = summary
+        atomic_write(res_file, lambda p: p.write_text(json.dumps(results, indent=1)))
+    return summary
