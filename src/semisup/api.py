@@ -29,6 +29,7 @@ RUN_KEYS = dict(task="classify", method="fixmatch", data="digits", labels=None, 
 # batches; lr 0.05, not SSL4MIS's 0.01: U-Net on shapes, 50 labels, 1,000 steps, test mean IoU
 # 0.42 against 0.35).
 TASK_DEFAULTS = {
+    "generate": dict(method="cgan_pseudo"),
     "segment": dict(data="shapes", method="mean_teacher", batch_size=8, unlabeled_ratio=1, lr=0.05, weight_decay=1e-4,
                     eval_every=100, save_every=500),
 }
@@ -129,6 +130,9 @@ def _check(cfg: dict) -> None:
         raise UserError(f"--image-size {cfg['image_size']}: must be a whole number of pixels, at least 8")
     if cfg["init"] is not None and not Path(str(cfg["init"])).is_file():
         raise UserError(f"--init {cfg['init']}: no such file; give a local state dict (.pt/.pth) for the encoder")
+    if cfg.get("labeler") and not (Path(str(cfg["labeler"])) / "checkpoints").is_dir():
+        raise UserError(f"--labeler {cfg['labeler']}: not a run folder (no checkpoints/); give a finished "
+                        "classification run")
     if "pretrain_steps" in cfg and not 0 <= cfg["pretrain_steps"] < cfg["steps"]:
         raise UserError(f"--pretrain-steps {cfg['pretrain_steps']}: must be at least 0 and below --steps "
                         f"({cfg['steps']}); both phases count in --steps")
@@ -140,11 +144,11 @@ def prepare(cfg: dict):
     src = load_source(str(cfg["data"]), strict=True, classes=classes, task=cfg["task"])
     data = make_semidata(src, cfg["labels"], cfg["labels_per_class"], cfg["seed"],
                          labeled_fraction=cfg["labeled_fraction"])
-    if cfg["method"] != "supervised" and len(data.unlabeled) == 0:
+    method_cls = get_method(cfg["method"], cfg["task"])
+    if method_cls.unlabeled_views and len(data.unlabeled) == 0:
         raise UserError(f"--method {cfg['method']}: there are no unlabeled images; ask for fewer labels "
                         "(--labels) or add unlabeled images")
     c, h, w = src.shape
-    method_cls = get_method(cfg["method"], cfg["task"])
     cfg["model"] = cfg["model"] or method_cls.default_model(src.shape) or default_model(min(h, w))
     torch.manual_seed(cfg["seed"])  # the same initial weights on every process
     if cfg["task"] == "segment":
@@ -158,8 +162,27 @@ def prepare(cfg: dict):
         views = view_maker_for(data, flip=cfg["flip"])
         model = build_model(cfg["model"], src.shape, len(src.classes))
     hp = method_cls.Hyper(**{f.name: cfg[f.name] for f in method_cls.hyper_fields()})
-    return data, views, method_cls(model, len(src.classes), hp, num_unlabeled=len(data.unlabeled),
-                                   shape=src.shape, mean=views.mean, std=views.std)
+    method = method_cls(model, len(src.classes), hp, num_unlabeled=len(data.unlabeled), shape=src.shape,
+                        mean=views.mean, std=views.std, num_labeled=len(data.labeled))
+    if cfg.get("labeler"):
+        method.label_fn = run_labeler(cfg["labeler"], data)
+    return data, views, method
+
+
+def run_labeler(run_dir: str, data):
+    """A finished classification run's classifier as a function of [0, 1] pixels, for --labeler."""
+    model, views, meta, _ = load_run(run_dir)
+    if meta.get("task", "classify") != "classify":
+        raise UserError(f"--labeler {run_dir}: a {meta['task']} run; give a classification run folder")
+    if list(meta["classes"]) != list(data.classes) or [meta["channels"], *meta["size"]] != list(data.source.shape):
+        raise UserError(f"--labeler {run_dir}: trained on classes {meta['classes']} and images "
+                        f"{[meta['channels'], *meta['size']]}; this data has {data.classes} and "
+                        f"{list(data.source.shape)}; give a run trained on the same classes and image size")
+
+    def label(pixels):
+        model.to(pixels.device)
+        return model(views.normalize(pixels))
+    return label
 
 
 def train(given: dict, config: dict | None = None, out: str | None = None, resume: bool = False,
@@ -195,7 +218,13 @@ def train(given: dict, config: dict | None = None, out: str | None = None, resum
     if run:
         run.start(cfg, fresh=not resume)
     meta = meta_of(cfg, data)
-    trainer = Trainer(method, data, views, opts, run, device, rank, world)
+    gen_eval = None
+    if cfg["task"] == "generate" and rank == 0:
+        from .evaluator import GenEvaluator
+
+        gen_eval = GenEvaluator(data, device, cfg["seed"])
+    trainer = Trainer(method, data, views, opts, run, device, rank, world,
+                      extra_eval=gen_eval if gen_eval is not None and gen_eval.available else None)
     if resume:
         ckpt = load_checkpoint(out / "checkpoints" / "last.pt", device)
         trainer.load_state(ckpt)
@@ -215,6 +244,9 @@ def train(given: dict, config: dict | None = None, out: str | None = None, resum
                    "num_test": len(data.test.y), "test_split": data.test_name,
                    "steps": cfg["steps"], "seed": cfg["seed"], "processes": world, "device": str(device),
                    **result}
+        if gen_eval is not None:
+            summary["evaluator"] = ({"test_accuracy": gen_eval.accuracy, "samples": gen_eval.n}
+                                    if gen_eval.available else {"unavailable": gen_eval.reason})
         summary["timing"]["wall_seconds"] = round(time.time() - t0, 2)
         run.write_summary(summary)
         from .report import plot_curves
@@ -246,7 +278,8 @@ def seg_examples(out: Path, data, n: int = 6) -> None:
 
 
 # ---------------------------------------------------------------------------- eval / predict
-def load_run(run_dir: str, which: str = "best"):
+def read_run(run_dir: str, which: str = "best") -> tuple[dict, Path]:
+    """A run folder's checkpoint (`which`, else last.pt) and its path."""
     run = Path(run_dir)
     ckpt_path = run / "checkpoints" / f"{which}.pt"
     if not run.is_dir():
@@ -255,7 +288,11 @@ def load_run(run_dir: str, which: str = "best"):
         ckpt_path = run / "checkpoints" / "last.pt"
     if not ckpt_path.exists():
         raise UserError(f"{run_dir}: no checkpoints/best.pt or last.pt; is it a semisup run folder?")
-    ckpt = load_checkpoint(ckpt_path)
+    return load_checkpoint(ckpt_path), ckpt_path
+
+
+def load_run(run_dir: str, which: str = "best"):
+    ckpt, ckpt_path = read_run(run_dir, which)
     meta = ckpt["meta"]
     shape = (meta["channels"], *meta["size"])
     segment = meta.get("task") == "segment"
@@ -337,6 +374,46 @@ def predict_masks(run_dir: str, paths: list[str], out_dir: str | None = None,
         atomic_write(out / f"{f.stem}.png", lambda p: mask.save(p, format="PNG"))
         atomic_write(out / f"{f.stem}_overlay.png", lambda p: overlay.save(p, format="PNG"))
     return out, len(files)
+
+
+def sample(run_dir: str, per_class: int = 10, out: str | None = None, seed: int = 0,
+           which: str = "last") -> tuple[Path, int]:
+    """Images from a generation run's generator, `per_class` of each class from noise drawn
+    from `seed`: a PNG grid with one row per class (OUT ending in .png, the default
+    RUN_DIR/sample_grid.png), or OUT/<class>/<i>.png."""
+    from .report import save_grid
+
+    ckpt, _ = read_run(run_dir, which)
+    meta = ckpt["meta"]
+    if meta.get("task") != "generate":
+        raise UserError(f"{run_dir}: a {meta.get('task', 'classify')} run; `semisup sample` needs a "
+                        "--task generate run")
+    if per_class < 1:
+        raise UserError(f"--per-class {per_class}: must be at least 1")
+    cfg, k = meta["config"], len(meta["classes"])
+    cls = get_method(cfg["method"], "generate")
+    shape = (meta["channels"], *meta["size"])
+    hp = cls.Hyper(**{f.name: cfg[f.name] for f in cls.hyper_fields()})
+    method = cls(build_model(meta["model"], shape, k), k, hp, shape=shape, mean=meta["mean"], std=meta["std"])
+    method.load_state_dict(ckpt["method"])
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(k).repeat_interleave(per_class)
+    x = method.generate(y, torch.randn(len(y), method.z_dim, generator=g))
+    dest = Path(out) if out else Path(run_dir) / "sample_grid.png"
+    if dest.suffix.lower() == ".png":
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(x, dest, nrow=per_class)
+        return dest, len(x)
+    from .engine.runfolder import atomic_write
+    from PIL import Image
+
+    for i, (img, c) in enumerate(zip(x, y.tolist())):
+        folder = dest / meta["classes"][c]
+        folder.mkdir(parents=True, exist_ok=True)
+        arr = (img.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        pic = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+        atomic_write(folder / f"{i % per_class:04d}.png", lambda p: pic.save(p, format="PNG"))
+    return dest, len(x)
 
 
 def image_files(paths: list[str]) -> list[Path]:

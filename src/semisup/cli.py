@@ -94,6 +94,14 @@ def build_parser() -> Parser:
     pr.add_argument("--out", help="classification: write path,class,confidence to this CSV instead of printing; "
                                   "segmentation: the folder for NAME.png index masks and NAME_overlay.png "
                                   "(default RUN_DIR/predictions)")
+    sa = sub.add_parser("sample", help="draw images of each class from a generation run")
+    sa.add_argument("run_dir")
+    sa.add_argument("--per-class", type=int, default=10, help="images per class (default 10)")
+    sa.add_argument("--out", help="a .png grid with one row per class (default RUN_DIR/sample_grid.png), "
+                                  "or a folder for OUT/<class>/<i>.png")
+    sa.add_argument("--seed", type=int, default=0, help="seed of the noise: the same seed, the same images")
+    sa.add_argument("--checkpoint", default="last", choices=("best", "last"),
+                    help="last (default): the final generator; best: the checkpoint of the best classifier")
     me = sub.add_parser("methods", help="list the methods")
     me.add_argument("--verbose", "-v", action="store_true", help="with their options and defaults")
     d = sub.add_parser("data", help="check a data set: counts, sizes, problems")
@@ -163,6 +171,13 @@ def cmd_predict(a) -> None:
             print(f"{path},{cls},{conf:.4f}")
 
 
+def cmd_sample(a) -> None:
+    from .api import sample
+
+    out, n = sample(a.run_dir, a.per_class, a.out, a.seed, a.checkpoint)
+    print(f"wrote {n} images ({a.per_class} per class) to {out}")
+
+
 def cmd_methods(a) -> None:
     from .methods import METHODS
 
@@ -190,7 +205,7 @@ def main(argv=None) -> None:
         parser.print_help()
         sys.exit(0)
     try:
-        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "methods": cmd_methods,
+        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "sample": cmd_sample, "methods": cmd_methods,
          "data": cmd_data}[a.command](a)
     except UserError as e:
         sys.stderr.write(f"semisup {a.command}: error: {e}\n")

@@ -30,3 +30,20 @@ def seg_scores(conf: torch.Tensor, classes: list[str]) -> dict:
     if len(classes) == 2:
         out["dice"] = float(2 * tp[1] / (gt[1] + pr[1]).clamp_min(1))
     return out
+
+
+def feature_stats(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance (float64) of features (N, D)."""
+    f = f.double()
+    return f.mean(0), torch.cov(f.t()).reshape(f.shape[1], f.shape[1])
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2) (Heusel et al. 2017's FID, in
+    whatever feature space the statistics come from), in float64 through symmetric
+    eigendecompositions, so no SciPy and no complex parts."""
+    vals, vecs = torch.linalg.eigh(cov1)
+    root1 = (vecs * vals.clamp_min(0).sqrt()) @ vecs.t()
+    middle = root1 @ cov2 @ root1
+    tr_cross = torch.linalg.eigvalsh((middle + middle.t()) / 2).clamp_min(0).sqrt().sum()
+    return float(((mu1 - mu2) ** 2).sum() + cov1.trace() + cov2.trace() - 2 * tr_cross)

@@ -104,8 +104,9 @@ def evaluate_segment(model, split, views, device, batch=128, amp=None, classes=N
 
 class Trainer:
     def __init__(self, method, data, views, opts: TrainOptions, run: RunFolder | None,
-                 device: torch.device, rank: int = 0, world: int = 1):
+                 device: torch.device, rank: int = 0, world: int = 1, extra_eval=None):
         self.m, self.data, self.views, self.o, self.run = method, data, views, opts, run
+        self.extra_eval = extra_eval  # method -> more metrics at each evaluation (a generator's)
         self.dev, self.rank, self.world = device, rank, world
         o = opts
         self.bu = o.batch_size * o.unlabeled_ratio if method.unlabeled_views else 0
@@ -226,6 +227,8 @@ class Trainer:
                 p = self.primary
                 res[f"val_{p}"] = evaluate(self.ema, self.data.val, self.views, self.dev,
                                            self.o.eval_batch, self.amp, self.data.classes)[p]
+            if self.extra_eval is not None:
+                res.update(self.extra_eval(self.m))
         return res
 
     def state(self) -> dict:
@@ -323,7 +326,7 @@ class Trainer:
             rep = best if self.data.val is not None else final
             m["final_test_miou"] = final.get("test_miou")
             m.update({k: rep[k] for k in ("test_miou", "test_pixel_accuracy", "test_dice", "test_iou") if k in rep})
-        for k in ("mask_rate", "pseudo_label_accuracy"):
+        for k in ("mask_rate", "pseudo_label_accuracy", "conditional_accuracy", "local_fid", "local_fid_floor"):
             if k in final:
                 m[k] = final[k]
         return {"metrics": m, "timing": {"train_seconds": round(self.train_seconds, 2),

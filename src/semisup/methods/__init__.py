@@ -17,6 +17,7 @@ from .supervised import Supervised
 from .uda import UDA
 from .vat import VAT
 
+from .generate import GENERATE
 from .segment import SEGMENT
 
 CLASSIFY = (Supervised, PseudoLabel, PiModel, MeanTeacher, VAT, MixMatch, UDA, ReMixMatch,
@@ -25,6 +26,7 @@ CLASSIFY = (Supervised, PseudoLabel, PiModel, MeanTeacher, VAT, MixMatch, UDA, R
 METHODS: dict[str, dict[str, type[Method]]] = {
     "classify": {m.name: m for m in CLASSIFY},
     "segment": {m.name: m for m in SEGMENT},
+    "generate": {m.name: m for m in GENERATE},
 }
 TASKS = tuple(METHODS)
 

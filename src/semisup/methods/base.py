@@ -62,11 +62,12 @@ class Method(nn.Module):
     run_defaults: dict = {}
 
     def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0,
-                 shape: tuple[int, int, int] = (1, 28, 28), mean=None, std=None):
+                 shape: tuple[int, int, int] = (1, 28, 28), mean=None, std=None, num_labeled: int = 0):
         super().__init__()
         self.model = model
         self.num_classes = num_classes
         self.num_unlabeled = num_unlabeled  # size of the unlabeled pool, for per-image state
+        self.num_labeled = num_labeled  # size of the labeled set (for objectives that weigh by it)
         self.shape = tuple(shape)  # (channels, height, width) of the images
         # the normalisation the views apply, for methods that make images (GAN generators)
         self.register_buffer("pixel_mean", torch.as_tensor(mean if mean is not None else [0.0] * shape[0],

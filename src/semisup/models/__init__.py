@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from .cnn import SmallCNN
+from .cgan import ProjDiscriminator
 from .cnn13 import CNN13
 from .deeplab import DeepLabV3Plus
 from .gan import ConvDiscriminator, MLPDiscriminator
@@ -25,6 +26,7 @@ MODELS = {
     "cnn13": lambda c, k: CNN13(c, k),
     "gan_cnn": lambda c, k: ConvDiscriminator(c, k, width=32),
     "gan_cnn96": lambda c, k: ConvDiscriminator(c, k, width=96),
+    "cgan_d": lambda c, k: ProjDiscriminator(c, k),
 }
 # models that need the image size, built with (shape, num_classes)
 SIZED = {"mlp_gan": lambda shape, k: MLPDiscriminator(shape[0] * shape[1] * shape[2], k)}

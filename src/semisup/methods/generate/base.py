@@ -1,0 +1,53 @@
+"""What the generation methods share: the Method contract with a class-conditional generator
+beside the classifier (`model`, which the trainer evaluates and saves as in classification).
+`generate(y, z)` gives images in [0, 1]; `samples()` a grid of one row per class from fixed
+noise, which the trainer writes to the run folder at each evaluation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..base import Method
+
+
+class GenMethod(Method):
+    task = "generate"
+    z_dim = 128
+    per_class_grid = 10  # columns of the grid saved at each evaluation
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
+        self.z_dim = getattr(self.hp, "z_dim", self.z_dim)
+        g = torch.Generator().manual_seed(12345)
+        self.register_buffer("fixed_z", torch.randn(num_classes * self.per_class_grid, self.z_dim, generator=g))
+
+    def configure_optimizer(self, lr, momentum, nesterov, weight_decay):
+        """Adam for every network (`--momentum` is beta1), as the generative papers train."""
+        return torch.optim.Adam(self.parameters(), lr=lr, betas=(momentum, 0.999 if momentum > 0 else 0.9),
+                                weight_decay=weight_decay)
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.z_dim, generator=generator, device=self.fixed_z.device if generator is None
+                           else generator.device)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] of classes `y` from noise `z` (the generator in train/eval mode as set)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, y: torch.Tensor, z: torch.Tensor | None = None, batch: int = 500) -> torch.Tensor:
+        """Images of classes `y` in [0, 1], the generator in eval mode, in chunks."""
+        was = self.training
+        self.eval()
+        z = self.noise(len(y)) if z is None else z
+        out = torch.cat([self.decode(z[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch)]) \
+            if len(y) else torch.zeros(0, *self.shape)
+        self.train(was)
+        return out
+
+    def samples(self):
+        y = torch.arange(self.num_classes, device=self.fixed_z.device).repeat_interleave(self.per_class_grid)
+        return self.generate(y, self.fixed_z)
+
+    def one_hot(self, y: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(y, self.num_classes).float()

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ...models.cgan import CondGenerator
+from ..base import Batch, Hyper, option
+from .base import GenMethod
+
+
+@dataclass
+class CGANHyper(Hyper):
+    lambda_cls: float = option(1.0, "weight of the classification head's cross-entropy on labeled images")
+    z_dim: int = option(128, "size of the generator's Gaussian noise")
+
+
+@dataclass
+class CGANPseudoHyper(CGANHyper):
+    threshold: float = option(0.95, "head (or --labeler) confidence an unlabeled image needs for its pseudo-label "
+                                    "to enter the conditional loss; below it the image counts unconditionally")
+    labeler: str = option("", "a finished classification run folder whose classifier labels the unlabeled "
+                              "images instead of the discriminator's head")
+
+
+class CGANPseudo(GenMethod):
+    """A class-conditional GAN whose unlabeled real images enter with pseudo-labels, in the manner
+    of S3GAN (Lucic et al. 2019, "High-fidelity image generation with fewer labels", Sec. 3.2):
+    the discriminator (projection discriminator with spectral norm, Miyato & Koyama 2018) has a
+    linear classification head on its feature h, trained with cross-entropy on the labeled real
+    images (weak views), and the head labels the unlabeled real images. Deviations: a pseudo-label
+    counts only where the head is at least `threshold` confident (S3GAN takes every argmax),
+    and an image below it still counts as real through the unconditional term psi(h) of the
+    projection critic; `--labeler RUN_DIR` takes the labels from a finished classification run
+    instead of the head. Hinge loss (Miyato et al. 2018); generator and discriminator are updated
+    together from one step's gradients (the generator's loss goes through a copy of the
+    discriminator's weights that takes no gradient), Adam lr 2e-4, beta1 0 (SNGAN's), one
+    discriminator step per generator step (SNGAN takes 5). Generated classes are uniform.
+    The discriminator, with its head, is the run's classifier (evaluated and saved)."""
+
+    name = "cgan_pseudo"
+    paper = "Lucic et al. 2019, High-fidelity image generation with fewer labels (S3GAN)"
+    Hyper = CGANPseudoHyper
+    labeled_views = ("none", "weak")
+    unlabeled_views = ("none",)
+    run_defaults = {"lr": 2e-4, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3,
+                    "ema": 0.99}
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
+        self.generator = CondGenerator(self.shape, num_classes, self.z_dim)
+        self.label_fn = None  # set by the caller for --labeler: pixels in [0, 1] -> class logits
+
+    @classmethod
+    def default_model(cls, shape):
+        return "cgan_d"
+
+    def decode(self, z, y):
+        return self.generator(z, y)
+
+    def step(self, batch: Batch):
+        d, n = self.model, len(batch.y)
+        xu = batch.u.get("none", batch.x["none"][:0])
+        real = torch.cat([batch.x["none"], xu])
+        y_fake = torch.randint(self.num_classes, (len(real),), device=real.device)
+        fake = self.from_pixels(self.generator(self.noise(len(real)), y_fake))
+        h_real, h_fake = d.feature(real), d.feature(fake.detach())
+        out = {}
+        known = torch.ones(len(real), device=real.device)
+        y_real = torch.cat([batch.y, batch.y.new_zeros(len(xu))])
+        if len(xu):
+            with torch.no_grad():
+                lu = self.label_fn(self.to_pixels(xu)) if self.label_fn is not None else d.head(h_real[n:])
+                conf, yu = lu.float().softmax(1).max(1)
+            mask = (conf >= self.hp.threshold).float()
+            known[n:], y_real[n:] = mask, yu
+            out.update(pseudo_label=yu, mask=mask)
+        critic_real = d.critic(h_real, y_real, known)
+        critic_fake = d.critic(h_fake, y_fake)
+        held = {k: v.detach() for k, v in d.named_parameters()}
+        critic_g = functional_call(d, held, (fake, y_fake))
+        return {"loss_d": F.relu(1 - critic_real).mean() + F.relu(1 + critic_fake).mean(),
+                "loss_g": -critic_g.float().mean(),
+                "loss_cls": self.hp.lambda_cls * F.cross_entropy(d.head(d.feature(batch.x["weak"])), batch.y),
+                "d_real": critic_real.detach().mean(), "d_fake": critic_fake.detach().mean(), **out}

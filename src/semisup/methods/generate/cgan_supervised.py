@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from .cgan_pseudo import CGANHyper, CGANPseudo
+
+
+class CGANSupervised(CGANPseudo):
+    """The baseline of the generation benchmark: `cgan_pseudo`'s conditional GAN (projection
+    discriminator with a classification head, the same networks, losses and optimiser) trained on
+    the labeled images alone; the unlabeled pool is never read."""
+
+    name = "cgan_supervised"
+    paper = "Miyato & Koyama 2018, cGANs with projection discriminator (labeled images only)"
+    Hyper = CGANHyper
+    unlabeled_views = ()
+    run_defaults = {**CGANPseudo.run_defaults, "batch_size": 64, "unlabeled_ratio": 0}

@@ -1,0 +1,103 @@
+"""Networks of the class-conditional generators: a DCGAN-style generator with class-conditional
+BatchNorm, a projection discriminator with spectral norm and a classification head (Miyato &
+Koyama 2018, "cGANs with projection discriminator"; Miyato et al. 2018, "Spectral normalization
+for GANs", their standard CNN at half width), and the MLPs of the semi-supervised VAE (Kingma et
+al. 2014). Generators return pixels in [0, 1]."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+class CondBatchNorm(nn.Module):
+    """BatchNorm without its own affine; a gain and bias per class (de Vries et al. 2017)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x, y):
+        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+
+
+class CondGenerator(nn.Module):
+    """z ~ N(0, I) and a class -> a (4w, H/4, W/4) map -> two nearest-neighbour 2x upsamplings,
+    each a 3x3 convolution, class-conditional BatchNorm and ReLU (4w -> 2w -> w) -> a 3x3
+    convolution to the channels, sigmoid. Any image size (the map is cropped to H x W)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, z_dim: int = 128, width: int = 64):
+        super().__init__()
+        c, h, w = self.shape = tuple(shape)
+        self.z_dim, self.s = z_dim, (math.ceil(h / 4), math.ceil(w / 4))
+        self.fc = nn.Linear(z_dim, 4 * width * self.s[0] * self.s[1])
+        self.bns = nn.ModuleList([CondBatchNorm(4 * width, num_classes), CondBatchNorm(2 * width, num_classes),
+                                  CondBatchNorm(width, num_classes)])
+        self.convs = nn.ModuleList([nn.Conv2d(4 * width, 2 * width, 3, 1, 1), nn.Conv2d(2 * width, width, 3, 1, 1)])
+        self.out = nn.Conv2d(width, c, 3, 1, 1)
+
+    def forward(self, z, y):
+        x = self.fc(z).view(len(z), -1, *self.s)
+        x = F.relu(self.bns[0](x, y))
+        for conv, bn in zip(self.convs, self.bns[1:]):
+            x = F.relu(bn(conv(F.interpolate(x, scale_factor=2.0, mode="nearest")), y))
+        return torch.sigmoid(self.out(x))[:, :, :self.shape[1], :self.shape[2]]
+
+
+class ProjDiscriminator(nn.Module):
+    """Spectrally normalised convolutions (3x3 w, 4x4/2 w, 3x3 2w, 4x4/2 2w, 3x3 4w; LeakyReLU
+    0.1), global sum pooling to the feature h; the critic is psi(h) + <embed(y), h> (projection),
+    and `head` (no spectral norm) gives class logits from h: `forward` is the classifier, so the
+    discriminator is what is evaluated and saved as the run's classifier (S3GAN's head,
+    Lucic et al. 2019)."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        w = width
+        conv = lambda i, o, k, s: [spectral_norm(nn.Conv2d(i, o, k, s, (k - 1) // 2 if k == 3 else 1)),  # noqa: E731
+                                   nn.LeakyReLU(0.1)]
+        self.features = nn.Sequential(*conv(in_channels, w, 3, 1), *conv(w, w, 4, 2), *conv(w, 2 * w, 3, 1),
+                                      *conv(2 * w, 2 * w, 4, 2), *conv(2 * w, 4 * w, 3, 1))
+        self.feature_dim = 4 * w
+        self.psi = spectral_norm(nn.Linear(4 * w, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, 4 * w))
+        self.head = nn.Linear(4 * w, num_classes)
+
+    def feature(self, x):
+        return self.features(x).sum((2, 3))
+
+    def critic(self, h, y=None, known=None):
+        """psi(h) + <embed(y), h>; rows where `known` is False get psi(h) alone (unconditional)."""
+        out = self.psi(h).squeeze(1)
+        if y is None:
+            return out
+        proj = (self.embed(y) * h).sum(1)
+        return out + (proj if known is None else proj * known)
+
+    def critic_all(self, h):
+        """The critic for every class at once: (N, K)."""
+        return self.psi(h) + h @ self.embed.weight.t()
+
+    def forward(self, x, y=None):
+        """Class logits of the head; with `y`, the critic of (x, y) instead."""
+        h = self.feature(x)
+        return self.head(h) if y is None else self.critic(h, y)
+
+
+class MLP(nn.Sequential):
+    """Linear layers with softplus between them (the M2 networks: one hidden layer of 500)."""
+
+    def __init__(self, sizes: list[int]):
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.Softplus())
+        super().__init__(*layers)
