@@ -15,9 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from runs import run_once, saved
+from runs import bench_args, run_once, saved
 
-ROOT = Path(__file__).resolve().parents[1]
 # CPU budget settings (see docs/benchmarks.md for why they differ from the paper's)
 SETTINGS = ["--labels", "100", "--quiet"]
 # per method: steps and batches for the CPU budget; a method missing here gets DEFAULT
@@ -40,15 +39,10 @@ def settings_for(method: str, steps: int | None) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     ap.add_argument("--methods", nargs="+", default=["supervised", "pseudo_label", "fixmatch"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, help="override the steps of every method")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "mnist100"))
-    ap.add_argument("--table", action="store_true", help="print the table of the saved runs; run nothing")
-    ap.add_argument("--rerun", action="store_true", help="run again what results.json already holds")
-    ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
-    a = ap.parse_args()
+    a = bench_args(ap, "mnist", "mnist100")
     res = Path(a.out) / "results.json"
     if a.table:
         print_table(saved(res))

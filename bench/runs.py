@@ -7,6 +7,7 @@ most the steps since its last checkpoint.
 """
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import subprocess
@@ -15,6 +16,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from semisup.engine.runfolder import atomic_write, run_state
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_args(ap: argparse.ArgumentParser, data: str, out: str) -> argparse.Namespace:
+    """The options every benchmark script shares (data under ../shared/data, results under
+    bench/out), parsed."""
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / data))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / out))
+    ap.add_argument("--table", action="store_true", help="print the table of the saved runs; run nothing")
+    ap.add_argument("--rerun", action="store_true", help="run again what results.json already holds")
+    ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
+    return ap.parse_args()
 
 
 @contextmanager

@@ -20,24 +20,18 @@ import platform
 import sys
 from pathlib import Path
 
-from runs import run_once, saved
+from runs import bench_args, run_once, saved
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "camvid-240x180"))
     ap.add_argument("--labels", nargs="+", type=int, default=[46, 92], help="46 = 1/8, 92 = 1/4 of 367")
     ap.add_argument("--methods", nargs="+", default=["supervised", "fixmatch", "unimatch", "cps", "ae_pretrain", "mean_teacher"])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--image-size", type=int, default=128, help="square training crop")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "camvid"))
-    ap.add_argument("--table", action="store_true", help="print the table of the saved runs; run nothing")
-    ap.add_argument("--rerun", action="store_true", help="run again what results.json already holds")
-    ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
-    a = ap.parse_args()
+    a = bench_args(ap, "camvid-240x180", "camvid")
     res_file = Path(a.out) / "results.json"
     if not a.table:
         if not Path(a.data).exists():

@@ -149,7 +149,7 @@ def prepare(cfg: dict):
         raise UserError(f"--method {cfg['method']}: there are no unlabeled images; ask for fewer labels "
                         "(--labels) or add unlabeled images")
     c, h, w = src.shape
-    cfg["model"] = cfg["model"] or method_cls.default_model(src.shape) or default_model(min(h, w))
+    cfg["model"] = cfg["model"] or method_cls.default_model_for(src.shape, cfg) or default_model(min(h, w))
     torch.manual_seed(cfg["seed"])  # the same initial weights on every process
     if cfg["task"] == "segment":
         views = seg_view_maker_for(data, cfg["image_size"])

@@ -34,8 +34,9 @@ def _train_parser(sub) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--config", help="a YAML file of options (a run's config.yaml reproduces it); "
                                     "options given here override it")
-    g.add_argument("--task", help="classify (default) or segment (default for segmentation data: a folder "
-                                  "with images/ and masks/, the CamVid layout, a dataset card, shapes)")
+    g.add_argument("--task", help="classify (default), segment (default for segmentation data: a folder "
+                                  "with images/ and masks/, the CamVid layout, a dataset card, shapes) or "
+                                  "generate (a class-conditional generator with a classifier; default cgan_pseudo)")
     g.add_argument("--method", help=f"the algorithm (default {RUN_KEYS['method']}); `semisup methods` lists them")
     g.add_argument("--data", help="a built-in name (digits; shapes for segmentation) or a path: IDX folder, "
                                   "image folder or .tar(.gz), .csv manifest, .npz; segmentation: a folder "
@@ -128,6 +129,10 @@ def cmd_train(a: argparse.Namespace) -> None:
         else:
             score = (f"test accuracy {m['test_accuracy']:.4f} (best {m['best_test_accuracy']:.4f} "
                      f"at step {m['best_step']})")
+            if summary["task"] == "generate":
+                score += (f", conditional accuracy {m['conditional_accuracy']:.4f}, local FID {m['local_fid']:.2f} "
+                          f"(floor {m['local_fid_floor']:.2f})" if "local_fid" in m else
+                          f"; generation metrics unavailable: {summary['evaluator']['unavailable']}")
         print(f"{summary['method']} on {summary['data']}: {score}, "
               f"{summary['num_labeled']} labeled + {summary['num_unlabeled']} unlabeled, "
               f"{summary['steps']} steps in {t['train_seconds']:.0f} s")

@@ -81,6 +81,11 @@ class Method(nn.Module):
         """The backbone this method wants when --model is not given (None: the size rule)."""
         return None
 
+    @classmethod
+    def default_model_for(cls, shape: tuple[int, int, int], cfg: dict) -> str | None:
+        """default_model, for methods whose backbone depends on their options."""
+        return cls.default_model(shape)
+
     def configure_optimizer(self, lr: float, momentum: float, nesterov: bool, weight_decay: float):
         """SGD with Nesterov momentum as in FixMatch and USB, no weight decay on BatchNorm and
         biases. A method with another paper optimiser overrides this."""

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from .cnn import SmallCNN
-from .cgan import ProjDiscriminator
+from .cgan import M1M2Classifier, ProjDiscriminator
 from .cnn13 import CNN13
 from .deeplab import DeepLabV3Plus
 from .gan import ConvDiscriminator, MLPDiscriminator
@@ -29,7 +29,8 @@ MODELS = {
     "cgan_d": lambda c, k: ProjDiscriminator(c, k),
 }
 # models that need the image size, built with (shape, num_classes)
-SIZED = {"mlp_gan": lambda shape, k: MLPDiscriminator(shape[0] * shape[1] * shape[2], k)}
+SIZED = {"mlp_gan": lambda shape, k: MLPDiscriminator(shape[0] * shape[1] * shape[2], k),
+         "m1m2": lambda shape, k: M1M2Classifier(shape[0] * shape[1] * shape[2], k)}
 
 
 def default_model(image_size: int) -> str:

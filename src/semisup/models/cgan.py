@@ -101,3 +101,23 @@ class MLP(nn.Sequential):
             if i < len(sizes) - 2:
                 layers.append(nn.Softplus())
         super().__init__(*layers)
+
+
+class M1M2Classifier(nn.Module):
+    """q(y|x) of M1+M2 (Kingma et al. 2014, Sec. 3.2): the mean of M1's Gaussian encoder
+    q(z1|x) (two hidden layers of 500 softplus units, z1 of 50, as the authors' released MNIST
+    model), then M2's classifier q(y|z1) (one hidden layer of 500)."""
+
+    def __init__(self, in_features: int, num_classes: int, z1_dim: int = 50, hidden_m1: int = 500,
+                 hidden: int = 500):
+        super().__init__()
+        self.z1_dim = z1_dim
+        self.encoder = MLP([in_features, hidden_m1, hidden_m1, 2 * z1_dim])
+        self.classifier = MLP([z1_dim, hidden, num_classes])
+
+    def encode(self, x):
+        """Mean and log-variance of q(z1|x)."""
+        return self.encoder(x.flatten(1)).chunk(2, 1)
+
+    def forward(self, x):
+        return self.classifier(self.encode(x)[0])

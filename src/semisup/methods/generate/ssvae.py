@@ -6,34 +6,45 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...models.cgan import MLP
+from ...errors import UserError
+from ...models.cgan import MLP, M1M2Classifier
 from ..base import Batch, Hyper, option
 from .base import GenMethod
 
 
 @dataclass
 class SSVAEHyper(Hyper):
-    z_dim: int = option(50, "size of the latent z (style)")
-    hidden: int = option(500, "hidden units of the encoder q(z|x,y) and the decoder p(x|y,z)")
-    alpha: float = option(0.1, "the classification loss weighs alpha * N (N: training images), the paper's 0.1 N")
+    z_dim: int = option(50, "size of M2's latent z (style)")
+    hidden: int = option(500, "hidden units of M2's encoder q(z|x,y) and decoder p(x|y,z)")
+    alpha: float = option(0.1, "weight of the labeled cross-entropy: the paper's alpha = 0.1 N over N images")
+    stack_m1: bool = option(False, "M1+M2: M2 models the latent z1 of a first VAE (M1), trained first on all images")
+    m1_share: float = option(0.3, "with --stack-m1, the share of the steps that trains M1 before M2 starts")
+
+
+def gaussian_nll(x, mean, logvar):
+    return 0.5 * (((x - mean) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(1)
 
 
 class SSVAE(GenMethod):
-    """The semi-supervised VAE M2 of Kingma et al. 2014 ("Semi-supervised learning with deep
-    generative models", Sec. 3.1.2): a decoder p(x|y,z) (Bernoulli pixels), an encoder q(z|x,y)
-    (diagonal Gaussian) and a classifier q(y|x) (`model`). A labeled image costs the negative
-    bound L(x,y) = -E_q[log p(x|y,z)] + KL(q(z|x,y) || N(0, I)) - log p(y) (Eq. 6); an unlabeled
-    one U(x) = sum_y q(y|x) L(x,y) - H(q(y|x)) (Eq. 7, every class evaluated in one batch); the
-    objective J^alpha = sum_l [L + alpha (-log q(y|x))] + sum_u U with alpha = 0.1 N (Eq. 9).
-    Each step estimates J^alpha / N from one labeled and one unlabeled batch, so the labeled
-    bound weighs N_l / N, the unlabeled one N_u / N and the cross-entropy 0.1 N_l. Adam, lr
-    3e-4 (the paper: RMSProp or AdaGrad at 3e-4), one hidden layer of 500 softplus units, z of
-    50. Deviation: q(y|x) is the project's CNN (by image size, as in classification) on weak
-    views (shifts), not the paper's MLP on raw pixels; the bound is on the unaugmented pixels.
-    Samples: the decoder's mean image for z ~ N(0, I)."""
+    """The semi-supervised VAE of Kingma et al. 2014 ("Semi-supervised learning with deep
+    generative models"). M2 (Sec. 3.1.2): a decoder p(x|y,z), an encoder q(z|x,y) (diagonal
+    Gaussian) and a classifier q(y|x) (`model`). A labeled image costs the negative bound
+    L(x,y) = -E_q[log p(x|y,z)] + KL(q(z|x,y) || N(0, I)) - log p(y) (Eq. 6); an unlabeled one
+    U(x) = sum_y q(y|x) L(x,y) - H(q(y|x)) (Eq. 7, every class in one batch); the objective is
+    J^alpha = sum_l L + sum_u U + alpha sum_l -log q(y|x) (Eq. 9, alpha = 0.1 N). As in the
+    authors' code (learn_yz_x_ss.py: the labeled log q(y|x) weighted by 0.1 N_tot / N_l, the
+    total divided by N_tot), a step estimates J^alpha / N: the labeled bound weighs N_l / N, the
+    unlabeled one N_u / N, the mean labeled cross-entropy `alpha`. Adam lr 3e-4, beta1 0.9 (the
+    authors' AdaM settings), one hidden layer of 500 softplus units, z of 50, Bernoulli pixels.
+    `--stack-m1` (M1+M2, Sec. 3.2): the first `m1_share` of the steps train M1, a VAE on the
+    pixels (two hidden layers of 500, z1 of 50, as the authors' MNIST model), then M2 models
+    samples of q(z1|x) with a Gaussian p(z1|y,z) and classifies z1 with an MLP; M1 stays fixed.
+    Deviation (M2 alone): q(y|x) is the project's CNN (by image size, as in classification) on
+    weak views (shifts), not the paper's MLP; the bound is on the unaugmented pixels.
+    Samples: the decoder's mean image for z ~ N(0, I) (M1+M2: M2's mean z1 through M1's decoder)."""
 
     name = "ssvae"
-    paper = "Kingma et al. 2014, Semi-supervised learning with deep generative models (M2)"
+    paper = "Kingma et al. 2014, Semi-supervised learning with deep generative models (M2, M1+M2)"
     Hyper = SSVAEHyper
     labeled_views = ("weak", "none")
     unlabeled_views = ("weak", "none")
@@ -42,32 +53,67 @@ class SSVAE(GenMethod):
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
         d, h, k, z = math.prod(self.shape), self.hp.hidden, num_classes, self.hp.z_dim
+        if self.hp.stack_m1 != isinstance(model, M1M2Classifier):
+            raise UserError("--stack-m1 goes with the model m1m2 (M1's encoder and an MLP) and only with it; "
+                            "leave --model out")
+        if self.hp.stack_m1:
+            z1 = model.z1_dim
+            self.m1_decoder = MLP([z1, 500, 500, d])
+            d = z1  # M2 models z1, with a Gaussian likelihood (mean and log-variance)
         self.encoder = MLP([d + k, h, 2 * z])
-        self.decoder = MLP([z + k, h, d])
+        self.decoder = MLP([z + k, h, 2 * d if self.hp.stack_m1 else d])
+
+    @classmethod
+    def default_model_for(cls, shape, cfg):
+        return "m1m2" if cfg.get("stack_m1") else None
 
     def decode(self, z, y):
-        return torch.sigmoid(self.decoder(torch.cat([z, self.one_hot(y)], 1))).view(-1, *self.shape)
+        out = self.decoder(torch.cat([z, self.one_hot(y)], 1))
+        if self.hp.stack_m1:
+            out = self.m1_decoder(out.chunk(2, 1)[0])
+        return torch.sigmoid(out).view(-1, *self.shape)
 
     def bound(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """-ELBO(x, y) per image, in nats: reconstruction + KL - log p(y) (uniform prior)."""
+        """M2's -ELBO(x, y) per example, in nats: reconstruction + KL - log p(y) (uniform prior)."""
         oh = self.one_hot(y)
-        mu, logvar = self.encoder(torch.cat([x.flatten(1), oh], 1)).float().chunk(2, 1)
+        mu, logvar = self.encoder(torch.cat([x, oh], 1)).float().chunk(2, 1)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        logits = self.decoder(torch.cat([z, oh], 1)).float()
-        rec = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(1)
+        out = self.decoder(torch.cat([z, oh], 1)).float()
+        if self.hp.stack_m1:
+            rec = gaussian_nll(x, *out.chunk(2, 1))
+        else:
+            rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(1)
         kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
         return rec + kl + math.log(self.num_classes)
 
+    def m1_loss(self, batch: Batch) -> torch.Tensor:
+        """M1's -ELBO on every image of the step (Bernoulli pixels)."""
+        x = torch.cat([batch.x["none"], batch.u["none"]])
+        mu, logvar = self.model.encode(x)
+        z1 = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        rec = F.binary_cross_entropy_with_logits(self.m1_decoder(z1).float(), self.to_pixels(x).flatten(1),
+                                                 reduction="none").sum(1)
+        return (rec + 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)).mean()
+
     def step(self, batch: Batch):
         n, k = len(batch.y), self.num_classes
-        xl, xu = self.to_pixels(batch.x["none"]), self.to_pixels(batch.u["none"])
-        logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"]])).float()
+        if self.hp.stack_m1:
+            if batch.progress < self.hp.m1_share:
+                return {"loss_m1": self.m1_loss(batch)}
+            with torch.no_grad():  # M1 fixed: M2's data are samples of q(z1|x)
+                mu, logvar = self.model.encode(torch.cat([batch.x["none"], batch.u["none"]]))
+                feats = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            logits = self.model.classifier(feats).float()
+            xl, xu = feats[:n], feats[n:]
+        else:
+            logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"]])).float()
+            xl, xu = self.to_pixels(batch.x["none"]).flatten(1), self.to_pixels(batch.u["none"]).flatten(1)
         q = logits[n:].softmax(1)
         ys = torch.arange(k, device=xu.device).repeat(len(xu))
         bounds = self.bound(xu.repeat_interleave(k, 0), ys).view(len(xu), k)
         u = (q * bounds).sum(1) + (q * logits[n:].log_softmax(1)).sum(1)
         nl, nu = max(self.num_labeled, 1), max(self.num_unlabeled, 1)
-        total = nl + nu
-        return {"loss_labeled": nl / total * self.bound(xl, batch.y).mean(), "loss_unlabeled": nu / total * u.mean(),
+        return {"loss_labeled": nl / (nl + nu) * self.bound(xl, batch.y).mean(),
+                "loss_unlabeled": nu / (nl + nu) * u.mean(),
                 "loss_cls": self.hp.alpha * F.cross_entropy(logits[:n], batch.y),
                 "pseudo_label": q.argmax(1).detach(), "mask": torch.ones_like(q[:, 0])}

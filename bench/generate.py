@@ -1,0 +1,59 @@
+"""Generation benchmark, MNIST with 100 labels: every generation method, beside `cgan_supervised`
+on the 100 labeled images and on all 60,000 labels (the upper bound).
+
+    python bench/generate.py [--data ../shared/data/mnist] [--methods ssvae cgan_pseudo ...]
+                             [--steps N] [--seed 0] [-- more semisup train options]
+    python bench/generate.py --table      # the table of every run saved so far, nothing run
+
+Reported per run: the method's classifier test error, conditional accuracy and local FID (in
+the feature space of an evaluator trained on all 60,000 labels, cached; its floor is real
+training against real test images), wall time. Saved after every run (bench/out/generate/
+results.json); a saved run is not run again, an interrupted one is resumed (bench/runs.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+from runs import bench_args, run_once, saved
+
+STEPS = 6000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--methods", nargs="+", default=["cgan_supervised", "cgan_pseudo", "triple_gan", "ssvae",
+                                                      "cgan_supervised-all"],
+                    help="generation methods; NAME-all trains with every label")
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--seed", type=int, default=0)
+    a = bench_args(ap, "mnist", "generate")
+    res_file = Path(a.out) / "results.json"
+    if not a.table:
+        if not Path(a.data).exists():
+            sys.exit(f"{a.data}: MNIST IDX folder not found (expected ../shared/data/mnist)")
+        for name in a.methods:
+            method, _, all_labels = name.partition("-")
+            key = f"{name}-{a.steps}-s{a.seed}"
+            labels = [] if all_labels else ["--labels", "100"]
+            run_once(key, ["--task", "generate", "--data", a.data, "--method", method, *labels,
+                           "--seed", str(a.seed), "--steps", str(a.steps), "--eval-every", str(max(a.steps // 6, 1)),
+                           "--save-every", str(max(a.steps // 6, 1)), "--quiet", *a.extra],
+                     Path(a.out) / key, res_file, a.rerun, label=name, extra=a.extra)
+    results = saved(res_file)
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {__import__('torch').__version__}\n")
+    print("| method | labels | steps | seed | classifier test error | conditional accuracy | local FID (floor) | wall |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in sorted(results.values(), key=lambda r: (r["steps"], r["label"], r["seed"])):
+        m = r["metrics"]
+        print(f"| {r['method']} | {r['num_labeled']} | {r['steps']} | {r['seed']} | "
+              f"{100 * (1 - m['test_accuracy']):.2f}% | {100 * m['conditional_accuracy']:.1f}% | "
+              f"{m['local_fid']:.2f} ({m['local_fid_floor']:.2f}) | {r['timing']['wall_seconds'] / 60:.1f} min |")
+
+
+if __name__ == "__main__":
+    main()
