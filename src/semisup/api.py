@@ -29,7 +29,7 @@ RUN_KEYS = dict(task="classify", method="fixmatch", data="digits", labels=None, 
 # batches; lr 0.05, not SSL4MIS's 0.01: U-Net on shapes, 50 labels, 1,000 steps, test mean IoU
 # 0.42 against 0.35).
 TASK_DEFAULTS = {
-    "generate": dict(method="cgan_pseudo"),
+    "generate": dict(method="triple_gan"),
     "segment": dict(data="shapes", method="mean_teacher", batch_size=8, unlabeled_ratio=1, lr=0.05, weight_decay=1e-4,
                     eval_every=100, save_every=500),
 }

@@ -12,4 +12,4 @@ class CGANSupervised(CGANPseudo):
     paper = "Miyato & Koyama 2018, cGANs with projection discriminator (labeled images only)"
     Hyper = CGANHyper
     unlabeled_views = ()
-    run_defaults = {**CGANPseudo.run_defaults, "batch_size": 64, "unlabeled_ratio": 0}
+    run_defaults = {**CGANPseudo.run_defaults, "batch_size": 128, "unlabeled_ratio": 0}  # as many real images a step

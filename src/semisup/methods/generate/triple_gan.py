@@ -17,6 +17,7 @@ class TripleGANHyper(Hyper):
     alpha_p: float = option(0.1, "weight of the classifier's cross-entropy on generated images (R_P)")
     pseudo_start: float = option(0.5, "share of the run after which R_P starts (the generator must be good first)")
     z_dim: int = option(128, "size of the generator's Gaussian noise")
+    g_width: int = option(32, "channels of the generator's last hidden layer (2x and 4x that before it)")
 
 
 class TripleGAN(GenMethod):
@@ -43,7 +44,7 @@ class TripleGAN(GenMethod):
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
-        self.generator = CondGenerator(self.shape, num_classes, self.z_dim)
+        self.generator = CondGenerator(self.shape, num_classes, self.z_dim, self.hp.g_width)
         self.discriminator = ProjDiscriminator(self.shape[0], num_classes)
 
     def decode(self, z, y):
