@@ -100,6 +100,11 @@ def test_sample_and_labeler_errors(tmp_path):
     _, clf = train({"steps": 4, "eval_every": 4, "method": "supervised", "quiet": True}, out=str(tmp_path / "c"))
     r = subprocess.run([sys.executable, "-m", "semisup", "sample", str(clf)], capture_output=True, text=True)
     assert r.returncode == 2 and "--task generate" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = subprocess.run([sys.executable, "-m", "semisup", "train", "--task", "generate", "--labeler",
-                        str(tmp_path / "nope"), "--out", str(tmp_path / "g")], capture_output=True, text=True)
+    gen = [sys.executable, "-m", "semisup", "train", "--task", "generate", "--method", "cgan_pseudo", "--steps", "2",
+           "--eval-every", "2", "--quiet", "--labeler"]
+    r = subprocess.run([*gen, str(tmp_path / "nope"), "--out", str(tmp_path / "g")], capture_output=True, text=True)
     assert r.returncode == 2 and "--labeler" in r.stderr and not (tmp_path / "g").exists()
+    r = subprocess.run([*gen, str(clf), "--out", str(tmp_path / "g")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr  # a finished classification run on the same classes labels the pool
+    r = subprocess.run([*gen, str(tmp_path / "g"), "--out", str(tmp_path / "g2")], capture_output=True, text=True)
+    assert r.returncode == 2 and "classification run" in r.stderr  # a generation run is no labeler
