@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...models.cgan import CondGenerator
 from ..base import Method
 
 
@@ -51,3 +52,21 @@ class GenMethod(Method):
 
     def one_hot(self, y: torch.Tensor) -> torch.Tensor:
         return F.one_hot(y, self.num_classes).float()
+
+
+class CondGANMethod(GenMethod):
+    """The GAN methods: a class-conditional generator (`g_width` hyperparameter), real images
+    unaugmented for the discriminator and weakly augmented for the classifier, Adam at 2e-4,
+    128 real images a step (32 labeled, 96 unlabeled)."""
+
+    labeled_views = ("none", "weak")
+    unlabeled_views = ("none", "weak")
+    run_defaults = {"lr": 2e-4, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3,
+                    "ema": 0.99}
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
+        self.generator = CondGenerator(self.shape, num_classes, self.z_dim, self.hp.g_width)
+
+    def decode(self, z, y):
+        return self.generator(z, y)

@@ -6,9 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ...models.cgan import CondGenerator
 from ..base import Batch, Hyper, option
-from .base import GenMethod
+from .base import CondGANMethod
 
 
 @dataclass
@@ -29,7 +28,7 @@ class CGANPseudoHyper(CGANHyper):
                               "images instead of the discriminator's head")
 
 
-class CGANPseudo(GenMethod):
+class CGANPseudo(CondGANMethod):
     """A class-conditional GAN whose unlabeled real images enter with pseudo-labels, in the manner
     of S3GAN (Lucic et al. 2019, "High-fidelity image generation with fewer labels", Sec. 3.2):
     the discriminator (projection discriminator with spectral norm, Miyato & Koyama 2018) has a
@@ -52,22 +51,14 @@ class CGANPseudo(GenMethod):
     name = "cgan_pseudo"
     paper = "Lucic et al. 2019, High-fidelity image generation with fewer labels (S3GAN)"
     Hyper = CGANPseudoHyper
-    labeled_views = ("none", "weak")
-    unlabeled_views = ("none", "weak")
-    run_defaults = {"lr": 2e-4, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3,
-                    "ema": 0.99}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
-        self.generator = CondGenerator(self.shape, num_classes, self.z_dim, self.hp.g_width)
         self.label_fn = None  # set by the caller for --labeler: pixels in [0, 1] -> class logits
 
     @classmethod
     def default_model(cls, shape):
         return "cgan_d"
-
-    def decode(self, z, y):
-        return self.generator(z, y)
 
     def step(self, batch: Batch):
         d, n, hp = self.model, len(batch.y), self.hp

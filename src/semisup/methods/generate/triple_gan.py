@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ...models.cgan import CondGenerator, ProjDiscriminator
+from ...models.cgan import ProjDiscriminator
 from ..base import Batch, Hyper, option
-from .base import GenMethod
+from .base import CondGANMethod
 
 
 @dataclass
@@ -20,7 +20,7 @@ class TripleGANHyper(Hyper):
     g_width: int = option(32, "channels of the generator's last hidden layer (2x and 4x that before it)")
 
 
-class TripleGAN(GenMethod):
+class TripleGAN(CondGANMethod):
     """Triple-GAN (Li et al. 2017, "Triple generative adversarial nets"): a generator p_g(x|y),
     a classifier p_c(y|x) (`model`, evaluated and saved) and a discriminator D(x, y) on pairs.
     Real pairs are the labeled images with their labels; fake pairs are (x_u, y ~ p_c(y|x_u))
@@ -37,18 +37,11 @@ class TripleGAN(GenMethod):
     name = "triple_gan"
     paper = "Li et al. 2017, Triple generative adversarial nets"
     Hyper = TripleGANHyper
-    labeled_views = ("none", "weak")
-    unlabeled_views = ("none", "weak")
-    run_defaults = {"lr": 2e-4, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3,
-                    "ema": 0.99}
+    run_defaults = {**CondGANMethod.run_defaults, "momentum": 0.5}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
-        self.generator = CondGenerator(self.shape, num_classes, self.z_dim, self.hp.g_width)
         self.discriminator = ProjDiscriminator(self.shape[0], num_classes)
-
-    def decode(self, z, y):
-        return self.generator(z, y)
 
     def step(self, batch: Batch):
         d, a = self.discriminator, self.hp.alpha
