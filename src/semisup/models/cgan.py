@@ -64,15 +64,16 @@ class ProjDiscriminator(nn.Module):
         w = width
         conv = lambda i, o, k, s: [spectral_norm(nn.Conv2d(i, o, k, s, (k - 1) // 2 if k == 3 else 1)),  # noqa: E731
                                    nn.LeakyReLU(0.1)]
-        self.features = nn.Sequential(*conv(in_channels, w, 3, 1), *conv(w, w, 4, 2), *conv(w, 2 * w, 3, 1),
-                                      *conv(2 * w, 2 * w, 4, 2), *conv(2 * w, 4 * w, 3, 1))
+        self.convs = nn.Sequential(*conv(in_channels, w, 3, 1), *conv(w, w, 4, 2), *conv(w, 2 * w, 3, 1),
+                                   *conv(2 * w, 2 * w, 4, 2), *conv(2 * w, 4 * w, 3, 1))
         self.feature_dim = 4 * w
         self.psi = spectral_norm(nn.Linear(4 * w, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, 4 * w))
         self.head = nn.Linear(4 * w, num_classes)
 
-    def feature(self, x):
-        return self.features(x).sum((2, 3))
+    def features(self, x):
+        """h: the convolutions' output summed over the positions (SNGAN's global sum pooling)."""
+        return self.convs(x).sum((2, 3))
 
     def critic(self, h, y=None, known=None):
         """psi(h) + <embed(y), h>; rows where `known` is False get psi(h) alone (unconditional)."""
@@ -89,7 +90,7 @@ class ProjDiscriminator(nn.Module):
     def forward(self, x, y=None, with_logits: bool = False):
         """Class logits of the head; with `y`, the critic of (x, y) instead (and the logits,
         `with_logits`)."""
-        h = self.feature(x)
+        h = self.features(x)
         if y is None:
             return self.head(h)
         return (self.critic(h, y), self.head(h)) if with_logits else self.critic(h, y)
@@ -115,13 +116,16 @@ class M1M2Classifier(nn.Module):
     def __init__(self, in_features: int, num_classes: int, z1_dim: int = 50, hidden_m1: int = 500,
                  hidden: int = 500):
         super().__init__()
-        self.z1_dim = z1_dim
+        self.z1_dim = self.feature_dim = z1_dim
         self.encoder = MLP([in_features, hidden_m1, hidden_m1, 2 * z1_dim])
-        self.classifier = MLP([z1_dim, hidden, num_classes])
+        self.head = MLP([z1_dim, hidden, num_classes])
 
     def encode(self, x):
         """Mean and log-variance of q(z1|x)."""
         return self.encoder(x.flatten(1)).chunk(2, 1)
 
+    def features(self, x):
+        return self.encode(x)[0]
+
     def forward(self, x):
-        return self.classifier(self.encode(x)[0])
+        return self.head(self.features(x))

@@ -66,8 +66,8 @@ class CGANPseudo(CondGANMethod):
         real = torch.cat([batch.x["none"], xu])
         y_fake = torch.randint(self.num_classes, (len(real),), device=real.device)
         fake = self.from_pixels(self.generator(self.noise(len(real)), y_fake))
-        h_real, h_fake = d.feature(real), d.feature(fake.detach())
-        logits_w = d.head(d.feature(torch.cat([batch.x["weak"], batch.u.get("weak", xu[:0])])))
+        h_real, h_fake = d.features(real), d.features(fake.detach())
+        logits_w = d.head(d.features(torch.cat([batch.x["weak"], batch.u.get("weak", xu[:0])])))
         loss_cls = F.cross_entropy(logits_w[:n], batch.y)
         out = {}
         known = torch.ones(len(real), device=real.device)

@@ -103,7 +103,7 @@ class SSVAE(GenMethod):
             with torch.no_grad():  # M1 fixed: M2's data are samples of q(z1|x)
                 mu, logvar = self.model.encode(torch.cat([batch.x["none"], batch.u["none"]]))
                 feats = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-            logits = self.model.classifier(feats).float()
+            logits = self.model.head(feats).float()
             xl, xu = feats[:n], feats[n:]
         else:
             logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"]])).float()

@@ -51,7 +51,7 @@ class TripleGAN(CondGANMethod):
         y_c = torch.multinomial(p_u.detach(), 1).squeeze(1)
         y_g = torch.randint(self.num_classes, (nu,), device=p_u.device)
         fake = self.from_pixels(self.generator(self.noise(nu), y_g))
-        h = d.feature(torch.cat([batch.x["none"], batch.u["none"], fake.detach()]))
+        h = d.features(torch.cat([batch.x["none"], batch.u["none"], fake.detach()]))
         h_l, h_u, h_g = h[:n], h[n:n + nu], h[n + nu:]
         # D: labeled pairs real; classifier pairs (weight alpha) and generator pairs (1 - alpha) fake
         loss_d = F.softplus(-d.critic(h_l, batch.y)).mean() + a * F.softplus(d.critic(h_u, y_c)).mean() \
