@@ -5,7 +5,8 @@ on the 100 labeled images and on all 60,000 labels (the upper bound).
                              [--steps N] [--seed 0] [-- more semisup train options]
     python bench/generate.py --table      # the table of every run saved so far, nothing run
 
-Reported per run: the method's classifier test error, conditional accuracy and local FID (in
+`cgan_pseudo-labeler` takes its pseudo-labels from a finished classification run (`--labeler`,
+by default bench/out/mnist100/fixmatch-s0 from bench/mnist100.py). Reported per run: the method's classifier test error, conditional accuracy and local FID (in
 the feature space of an evaluator trained on all 60,000 labels, cached; its floor is real
 training against real test images), wall time. Saved after every run (bench/out/generate/
 results.json); a saved run is not run again, an interrupted one is resumed (bench/runs.py).
@@ -25,9 +26,12 @@ STEPS = 6000
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--methods", nargs="+", default=["cgan_supervised", "cgan_pseudo", "triple_gan", "ssvae",
-                                                      "cgan_supervised-all"],
-                    help="generation methods; NAME-all trains with every label")
+    ap.add_argument("--methods", nargs="+", default=["cgan_supervised", "cgan_pseudo", "cgan_pseudo-labeler",
+                                                      "triple_gan", "ssvae", "cgan_supervised-all"],
+                    help="generation methods; NAME-all trains with every label, NAME-labeler takes its "
+                         "pseudo-labels from --labeler")
+    ap.add_argument("--labeler", default=str(Path(__file__).parent / "out" / "mnist100" / "fixmatch-s0"),
+                    help="a finished classification run on the same data (default: the MNIST-100 fixmatch run)")
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--seed", type=int, default=0)
     a = bench_args(ap, "mnist", "generate")
@@ -36,9 +40,11 @@ def main() -> None:
         if not Path(a.data).exists():
             sys.exit(f"{a.data}: MNIST IDX folder not found (expected ../shared/data/mnist)")
         for name in a.methods:
-            method, _, all_labels = name.partition("-")
+            method, _, variant = name.partition("-")
             key = f"{name}-{a.steps}-s{a.seed}"
-            labels = [] if all_labels else ["--labels", "100"]
+            labels = [] if variant == "all" else ["--labels", "100"]
+            if variant == "labeler":
+                labels += ["--labeler", a.labeler]
             run_once(key, ["--task", "generate", "--data", a.data, "--method", method, *labels,
                            "--seed", str(a.seed), "--steps", str(a.steps), "--eval-every", str(max(a.steps // 6, 1)),
                            "--save-every", str(max(a.steps // 6, 1)), "--quiet", *a.extra],
@@ -50,7 +56,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results.values(), key=lambda r: (r["steps"], r["label"], r["seed"])):
         m = r["metrics"]
-        print(f"| {r['method']} | {r['num_labeled']} | {r['steps']} | {r['seed']} | "
+        print(f"| {r['label']} | {r['num_labeled']} | {r['steps']} | {r['seed']} | "
               f"{100 * (1 - m['test_accuracy']):.2f}% | {100 * m['conditional_accuracy']:.1f}% | "
               f"{m['local_fid']:.2f} ({m['local_fid_floor']:.2f}) | {r['timing']['wall_seconds'] / 60:.1f} min |")
 
