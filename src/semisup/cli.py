@@ -187,7 +187,7 @@ def cmd_methods(a) -> None:
     from .methods import METHODS
 
     for name, m in [(n, m) for task in METHODS.values() for n, m in task.items()]:
-        print(f"{name:14s} {m.task:9s} {m.paper}")
+        print(f"{name:16s} {m.task:9s} {m.paper}")
         if a.verbose:
             for f in m.hyper_fields():
                 d = f.default if f.default is not MISSING else "required"
