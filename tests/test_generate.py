@@ -21,9 +21,9 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMISUP_CACHE", str(tmp_path / "cache"))  # evaluators trained here, not in ~
 
 
-def make(method, steps=10):
+def make(method, steps=10, **options):
     cfg = resolve({"task": "generate", "method": method, "steps": steps, "batch_size": 8, "eval_every": steps,
-                   "save_every": steps, "log_every": 5, "quiet": True})
+                   "save_every": steps, "log_every": 5, "quiet": True, **options})
     data, views, m = prepare(cfg)
     opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
     return Trainer(m, data, views, opts, None, torch.device("cpu"))
@@ -56,6 +56,25 @@ def test_steps_finite_and_samples_in_range(method):
 @pytest.mark.parametrize("method", sorted(METHODS["generate"]))
 def test_resumed_steps_equal_uninterrupted(method, tmp_path):
     assert_resume_equal(lambda: make(method), tmp_path, 6, 4)
+
+
+def test_ssvae_stack_m1_trains_m1_first_then_m2_on_its_active_units(tmp_path):
+    t = make("ssvae", stack_m1=True, m1_share=0.5)
+    assert t.m.model.__class__.__name__ == "M1M2Classifier"
+    head = {k: v.clone() for k, v in t.m.model.head.state_dict().items()}
+    for _ in range(5):
+        t.train_step()
+    assert set(k for k in t.read_logs() if k.startswith("loss_")) == {"loss_m1"}
+    assert all(torch.equal(v, t.m.model.head.state_dict()[k]) for k, v in head.items())  # M2 not started
+    t.acc = {}
+    m1 = {k: v.clone() for k, v in t.m.model.encoder.state_dict().items()}
+    for _ in range(5):
+        t.train_step()
+    assert {"loss_labeled", "loss_unlabeled", "loss_cls"} <= set(t.read_logs())
+    assert all(torch.equal(v, t.m.model.encoder.state_dict()[k]) for k, v in m1.items())  # M1 held fixed
+    assert t.m.model.active.dtype == torch.bool and bool(t.m.m1_done)
+    assert t.ema.module.active.dtype == torch.bool  # copied, not averaged, by the EMA
+    assert_resume_equal(lambda: make("ssvae", stack_m1=True, m1_share=0.5), tmp_path, 4, 4)  # across the switch
 
 
 def test_frechet_distance_known_answers():

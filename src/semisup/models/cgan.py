@@ -119,13 +119,16 @@ class M1M2Classifier(nn.Module):
         self.z1_dim = self.feature_dim = z1_dim
         self.encoder = MLP([in_features, hidden_m1, hidden_m1, 2 * z1_dim])
         self.head = MLP([z1_dim, hidden, num_classes])
+        # True for the latent units M1 uses, False for the inactive ones (set once M1 is trained);
+        # bool, so the EMA copies it rather than averaging it
+        self.register_buffer("active", torch.ones(z1_dim, dtype=torch.bool))
 
     def encode(self, x):
         """Mean and log-variance of q(z1|x)."""
         return self.encoder(x.flatten(1)).chunk(2, 1)
 
     def features(self, x):
-        return self.encode(x)[0]
+        return self.encode(x)[0] * self.active
 
     def forward(self, x):
         return self.head(self.features(x))
