@@ -14,12 +14,10 @@ results.json); a saved run is not run again, an interrupted one is resumed (benc
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 from pathlib import Path
 
-from runs import bench_args, run_once, saved
+from runs import bench_args, print_machine, run_once, saved
 
 STEPS = 6000
 
@@ -50,8 +48,7 @@ def main() -> None:
                            "--save-every", str(max(a.steps // 6, 1)), "--quiet", *a.extra],
                      Path(a.out) / key, res_file, a.rerun, label=name, extra=a.extra)
     results = saved(res_file)
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {__import__('torch').__version__}\n")
+    print_machine()
     print("| method | labels | steps | seed | classifier test error | conditional accuracy | local FID (floor) | wall |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results.values(), key=lambda r: (r["steps"], r["label"], r["seed"])):

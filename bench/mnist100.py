@@ -10,12 +10,11 @@ wall time, images per second) is printed as Markdown for docs/benchmarks.md and 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from pathlib import Path
 
-from runs import bench_args, run_once, saved
+from runs import bench_args, print_machine, run_once, saved
 
 # CPU budget settings (see docs/benchmarks.md for why they differ from the paper's)
 SETTINGS = ["--labels", "100", "--quiet"]
@@ -74,8 +73,7 @@ def print_table(saved: dict) -> None:
         rows.append(f"| {method} | {steps} | {','.join(str(r['seed']) for r in s)} | {statistics.mean(fin):.2f} ± "
                     f"{sd(fin):.2f} ({', '.join(f'{v:.2f}' for v in fin)}) | {statistics.mean(best):.2f} ± "
                     f"{sd(best):.2f} | {statistics.mean(wall) / 60:.1f} min | {statistics.mean(ips):.0f} |")
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
-          f"torch {__import__('torch').__version__}\n")
+    print_machine()
     print("\n".join(rows))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import os
+import platform
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -30,6 +32,14 @@ def bench_args(ap: argparse.ArgumentParser, data: str, out: str) -> argparse.Nam
     ap.add_argument("--rerun", action="store_true", help="run again what results.json already holds")
     ap.add_argument("extra", nargs="*", help="more `semisup train` options, after --")
     return ap.parse_args()
+
+
+def print_machine(extra: str = "") -> None:
+    """The line under every benchmark table: CPU, cores, torch version."""
+    import torch
+
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}{extra}\n")
 
 
 @contextmanager

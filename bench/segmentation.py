@@ -15,12 +15,10 @@ not run again, an interrupted one is resumed (bench/runs.py).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 from pathlib import Path
 
-from runs import bench_args, run_once, saved
+from runs import bench_args, print_machine, run_once, saved
 
 
 
@@ -46,8 +44,7 @@ def main() -> None:
                          Path(a.out) / key, res_file, a.rerun,
                          method=method, labels=labels, steps=a.steps, seed=a.seed, extra=a.extra)
     results = saved(res_file)
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {__import__('torch').__version__}\n")
+    print_machine()
     print("| labeled | method | steps | seed | test mIoU (val-selected) | best val mIoU | final test mIoU "
           "| wall |")
     print("|---|---|---|---|---|---|---|---|")
