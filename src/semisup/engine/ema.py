@@ -8,7 +8,9 @@ class EMA(nn.Module):
     """Exponential moving average of a network's weights and buffers, used for evaluation.
     The decay warms up as min(decay, (1 + n) / (10 + n)) so short runs are not dominated by
     the random initial weights. (torch.optim.swa_utils.AveragedModel with its EMA function has
-    no such warm-up.)"""
+    no such warm-up.) The state of a parametrization (spectral norm's power-iteration vectors u
+    and v) is copied, not averaged: an average of unit vectors that turn is shorter than one,
+    and u.W v then underestimates the largest singular value, scaling that layer up."""
 
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()
@@ -21,10 +23,12 @@ class EMA(nn.Module):
         self.n += 1
         n = self.n.float()
         decay = torch.clamp((1 + n) / (10 + n), max=self.decay)
-        mine = list(self.module.state_dict().values())
-        theirs = list(model.state_dict().values())
-        floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
-        others = [(a, b) for a, b in zip(mine, theirs) if not a.is_floating_point()]
+        theirs = model.state_dict()
+        pairs = [(k, a, theirs[k]) for k, a in self.module.state_dict().items()]
+        averaged = lambda k, a: a.is_floating_point() and (".parametrizations." not in k  # noqa: E731
+                                                           or k.endswith(".original"))
+        floats = [(a, b) for k, a, b in pairs if averaged(k, a)]
+        others = [(a, b) for k, a, b in pairs if not averaged(k, a)]
         if floats:
             a, b = zip(*floats)
             torch._foreach_lerp_(list(a), list(b), 1 - decay)
