@@ -77,6 +77,17 @@ def test_ssvae_stack_m1_trains_m1_first_then_m2_on_its_active_units(tmp_path):
     assert_resume_equal(lambda: make("ssvae", stack_m1=True, m1_share=0.5), tmp_path, 4, 4)  # across the switch
 
 
+def test_ssvae_stack_m1_has_its_own_defaults_below_the_command_line():
+    m2 = resolve({"task": "generate", "method": "ssvae"})
+    assert (m2["alpha"], m2["lr"], m2["unlabeled_ratio"]) == (0.1, 3e-4, 1)  # the paper's
+    m1m2 = resolve({"task": "generate", "method": "ssvae", "stack_m1": True})
+    assert (m1m2["alpha"], m1m2["lr"], m1m2["unlabeled_ratio"], m1m2["model"]) == (1.0, 1e-3, 3, None)
+    given = resolve({"task": "generate", "method": "ssvae", "stack_m1": True, "alpha": 0.3, "lr": 0.01})
+    assert (given["alpha"], given["lr"]) == (0.3, 0.01)
+    assert resolve({"task": "generate", "method": "ssvae", "stack_m1": True},
+                   {"unlabeled_ratio": 5})["unlabeled_ratio"] == 5  # a --config sits above them too
+
+
 def test_ema_of_a_spectrally_normalised_discriminator_keeps_its_scale():
     """The EMA averages the weights, not spectral norm's power-iteration vectors u and v: any
     pair (u, v) or (-u, -v) is valid, but their average is not a unit vector, u.W v then

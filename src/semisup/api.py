@@ -87,14 +87,15 @@ def resolve(given: dict, config: dict | None = None) -> dict:
     task = task_of(merged)
     base = defaults(merged.get("data"), task)
     method = get_method(merged.get("method", base["method"]), task)
-    cfg = {**base, **method.run_defaults, **merged, "task": task}
+    own = method.run_defaults_for(merged)
+    cfg = {**base, **own, **merged, "task": task}
     names = {f.name for f in method.hyper_fields()}
     for k in set(merged) & set(method_options()) - names:
         if merged[k] is not None:
             raise UserError(f"--{k.replace('_', '-')}: not an option of method '{cfg['method']}' "
                             f"(its options: {', '.join(sorted(names)) or 'none'})")
     for f in method.hyper_fields():
-        cfg[f.name] = merged.get(f.name) if merged.get(f.name) is not None else f.default
+        cfg[f.name] = merged.get(f.name) if merged.get(f.name) is not None else own.get(f.name, f.default)
     for k in [k for k in cfg if k in method_options() and k not in names]:
         del cfg[k]
     _check(cfg)

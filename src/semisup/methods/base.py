@@ -82,6 +82,12 @@ class Method(nn.Module):
         return None
 
     @classmethod
+    def run_defaults_for(cls, given: dict) -> dict:
+        """run_defaults (and method options), for methods whose training defaults depend on the
+        options given."""
+        return cls.run_defaults
+
+    @classmethod
     def default_model_for(cls, shape: tuple[int, int, int], cfg: dict) -> str | None:
         """default_model, for methods whose backbone depends on their options."""
         return cls.default_model(shape)

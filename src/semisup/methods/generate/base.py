@@ -57,12 +57,13 @@ class GenMethod(Method):
 
 class CondGANMethod(GenMethod):
     """The GAN methods: a class-conditional generator (`g_width` hyperparameter), real images
-    unaugmented for the discriminator and weakly augmented for the classifier, Adam at 2e-4,
+    unaugmented for the discriminator and weakly augmented for the classifier, Adam at 2e-4 with
+    beta1 0.5 (DCGAN's, Radford et al. 2016, for one discriminator step per generator step),
     128 real images a step (32 labeled, 96 unlabeled)."""
 
     labeled_views = ("none", "weak")
     unlabeled_views = ("none", "weak")
-    run_defaults = {"lr": 2e-4, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3,
+    run_defaults = {"lr": 2e-4, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3,
                     "ema": 0.99}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):

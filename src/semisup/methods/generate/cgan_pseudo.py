@@ -44,7 +44,9 @@ class CGANPseudo(CondGANMethod):
     classification run instead of the head. Hinge loss (Miyato et al. 2018); generator and
     discriminator update together from one step's gradients (the generator's losses go
     through a copy of the discriminator's weights that takes no gradient), Adam lr 2e-4, beta1
-    0 (SNGAN's), one discriminator step per generator step (SNGAN takes 5). Generated classes
+    0.5 and one discriminator step per generator step (SNGAN takes beta1 0 with 5 discriminator
+    steps; with one, on digits, 1,000 steps, beta1 0.5 gave conditional accuracy 0.76 against
+    0.65 at beta1 0, and 0.86 against 0.65 for cgan_supervised). Generated classes
     are uniform. The discriminator, with its head, is the run's classifier (evaluated, saved)."""
 
     name = "cgan_pseudo"

@@ -37,7 +37,6 @@ class TripleGAN(CondGANMethod):
     name = "triple_gan"
     paper = "Li et al. 2017, Triple generative adversarial nets"
     Hyper = TripleGANHyper
-    run_defaults = {**CondGANMethod.run_defaults, "momentum": 0.5}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
