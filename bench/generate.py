@@ -58,7 +58,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results.values(), key=lambda r: (r["steps"], r["label"], r["seed"])):
         m = r["metrics"]
-        print(f"| {r['label']} | {r['num_labeled']} | {r['steps']} | {r['seed']} | "
+        name = " ".join([r["label"], *r.get("extra", [])]).replace("--", "`--", 1) + ("`" if r.get("extra") else "")
+        print(f"| {name} | {r['num_labeled']} | {r['steps']} | {r['seed']} | "
               f"{100 * (1 - m['test_accuracy']):.2f}% | {100 * m['conditional_accuracy']:.1f}% | "
               f"{m['local_fid']:.2f} ({m['local_fid_floor']:.2f}) | {r['timing']['wall_seconds'] / 60:.1f} min |")
 
