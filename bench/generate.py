@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runs import bench_args, print_machine, run_once, saved
 
-STEPS = 6000  # the GANs
+STEPS = 3000  # the GANs
 # per method: steps and options for the CPU budget (ssvae's MLPs are cheap per step; M1+M2 with
 # its own defaults: --alpha 1 --lr 0.001 --unlabeled-ratio 3 --m1-share 0.5)
 SETTINGS = {"ssvae": (16000, ["--stack-m1", "true"])}
