@@ -55,6 +55,20 @@ def test_resumed_steps_equal_uninterrupted(method, tmp_path):
     assert_resume_equal(lambda: make(method, steps=10, **kw)[0], tmp_path, 5, 4)
 
 
+def test_ae_pretrain_restarts_the_ema_when_fine_tuning_starts():
+    """The evaluated EMA must not average in the pretraining weights (whose classifier is
+    untrained): at the first fine-tuning step it starts over from the live network."""
+    t, _ = make("ae_pretrain", steps=10, pretrain_steps=3)
+    live, ema = t.m.model.state_dict(), t.ema.module.state_dict()
+    for _ in range(3):
+        t.train_step()
+    assert int(t.ema.n) == 3  # averaged through pretraining
+    t.train_step()  # step 3: the first of fine-tuning
+    assert int(t.ema.n) == 0 and all(torch.equal(live[k], ema[k]) for k in live)
+    t.train_step()
+    assert int(t.ema.n) == 1 and not torch.equal(live["head.weight"], ema["head.weight"])
+
+
 def test_views_move_image_and_mask_together():
     """A mask that equals the image's first channel (thresholded) stays equal to it after the
     shared rescale, crop and flip: the geometry is one draw for both."""

@@ -35,5 +35,12 @@ class EMA(nn.Module):
         for a, b in others:
             a.copy_(b)
 
+    @torch.no_grad()
+    def restart(self, model: nn.Module) -> None:
+        """Start over from `model`'s weights, with the decay's warm-up (a new training phase)."""
+        for a, b in zip(self.module.state_dict().values(), model.state_dict().values()):
+            a.copy_(b)
+        self.n.zero_()
+
     def forward(self, x):
         return self.module(x)

@@ -117,6 +117,7 @@ class Trainer:
         # FixMatch's schedule: lr * cos(7 pi k / (16 K))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: math.cos(7 * math.pi * k / (16 * o.steps)))
         self.ema = EMA(self.m.model, o.ema).to(device)
+        self.phase_starts = set(self.m.phase_starts(o.steps))
         # BatchNorm running statistics warm up like the EMA: momentum max(m, 9 / (10 + n)), so a
         # slow paper momentum (WRN-28-2's 0.001) does not leave short runs evaluating with the
         # initial statistics (sgan with WRN-28-2 on 3 CIFAR classes: test loss 8e5, chance accuracy)
@@ -180,7 +181,10 @@ class Trainer:
             dist.average_gradients(self.m.parameters())
         self.opt.step()
         self.sched.step()
-        self.ema.update(self.m.model)
+        if self.step_n in self.phase_starts:
+            self.ema.restart(self.m.model)
+        else:
+            self.ema.update(self.m.model)
         self._accumulate(out, loss, ui)
         self.step_n += 1
 

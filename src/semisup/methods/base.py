@@ -81,6 +81,12 @@ class Method(nn.Module):
         """The backbone this method wants when --model is not given (None: the size rule)."""
         return None
 
+    def phase_starts(self, steps: int) -> tuple[int, ...]:
+        """Steps that begin a new phase of training (fine-tuning after pretraining): the EMA of
+        the evaluated network restarts there from the live weights, so that it does not average
+        in the weights of the phase before."""
+        return ()
+
     @classmethod
     def run_defaults_for(cls, given: dict) -> dict:
         """run_defaults (and method options), for methods whose training defaults depend on the
