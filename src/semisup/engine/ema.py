@@ -17,18 +17,19 @@ class EMA(nn.Module):
         self.module = copy.deepcopy(model).requires_grad_(False)
         self.decay = decay
         self.register_buffer("n", torch.zeros((), dtype=torch.long))
+        # per state entry: averaged (floating point, not a parametrization's own state) or copied
+        self.averaged = [v.is_floating_point() and (".parametrizations." not in k or k.endswith(".original"))
+                         for k, v in self.module.state_dict().items()]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.n += 1
         n = self.n.float()
         decay = torch.clamp((1 + n) / (10 + n), max=self.decay)
-        theirs = model.state_dict()
-        pairs = [(k, a, theirs[k]) for k, a in self.module.state_dict().items()]
-        averaged = lambda k, a: a.is_floating_point() and (".parametrizations." not in k  # noqa: E731
-                                                           or k.endswith(".original"))
-        floats = [(a, b) for k, a, b in pairs if averaged(k, a)]
-        others = [(a, b) for k, a, b in pairs if not averaged(k, a)]
+        pairs = zip(self.averaged, self.module.state_dict().values(), model.state_dict().values())
+        floats, others = [], []
+        for avg, a, b in pairs:
+            (floats if avg else others).append((a, b))
         if floats:
             a, b = zip(*floats)
             torch._foreach_lerp_(list(a), list(b), 1 - decay)
@@ -38,8 +39,7 @@ class EMA(nn.Module):
     @torch.no_grad()
     def restart(self, model: nn.Module) -> None:
         """Start over from `model`'s weights, with the decay's warm-up (a new training phase)."""
-        for a, b in zip(self.module.state_dict().values(), model.state_dict().values()):
-            a.copy_(b)
+        self.module.load_state_dict(model.state_dict())
         self.n.zero_()
 
     def forward(self, x):
