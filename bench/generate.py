@@ -9,8 +9,9 @@ on the 100 labeled images and on all 60,000 labels (the upper bound).
 by default bench/out/mnist100/fixmatch-s0 from bench/mnist100.py). Reported per run: the
 method's classifier test error, conditional accuracy and local FID (in the feature space of an
 evaluator trained on all 60,000 labels, cached; its floor is real training against real test
-images), wall time. Saved after every run (bench/out/generate/
-results.json); a saved run is not run again, an interrupted one is resumed (bench/runs.py).
+images), train time (summed over resumed segments; evaluation excluded). Saved after every
+run (bench/out/generate/results.json); a saved run is not run again, an interrupted one is
+resumed (bench/runs.py).
 """
 from __future__ import annotations
 
@@ -55,14 +56,14 @@ def main() -> None:
                      Path(a.out) / key, res_file, a.rerun, label=name, extra=[*options, *a.extra])
     results = saved(res_file)
     print_machine()
-    print("| method | labels | steps | seed | classifier test error | conditional accuracy | local FID (floor) | wall |")
+    print("| method | labels | steps | seed | classifier test error | conditional accuracy | local FID (floor) | train time |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results.values(), key=lambda r: (r["steps"], r["label"], r["seed"])):
         m = r["metrics"]
         name = f"{r['label']} `{' '.join(r['extra'])}`" if r.get("extra") else r["label"]
         print(f"| {name} | {r['num_labeled']} | {r['steps']} | {r['seed']} | "
               f"{100 * (1 - m['test_accuracy']):.2f}% | {100 * m['conditional_accuracy']:.1f}% | "
-              f"{m['local_fid']:.2f} ({m['local_fid_floor']:.2f}) | {r['timing']['wall_seconds'] / 60:.1f} min |")
+              f"{m['local_fid']:.2f} ({m['local_fid_floor']:.2f}) | {r['timing']['train_seconds'] / 60:.1f} min |")
 
 
 if __name__ == "__main__":

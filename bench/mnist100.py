@@ -5,7 +5,7 @@
     python bench/mnist100.py --table      # the table of every run saved so far, nothing run
 
 Each run is a plain `semisup train` into bench/out/; the table (final and best test accuracy,
-wall time, images per second) is printed as Markdown for docs/benchmarks.md and saved as JSON.
+train time summed over resumed segments, images per second) is printed as Markdown for docs/benchmarks.md and saved as JSON.
 """
 from __future__ import annotations
 
@@ -61,18 +61,18 @@ def print_table(saved: dict) -> None:
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in saved.values():
         groups.setdefault((r["method"], r["steps"]), []).append(r)
-    rows = ["| method | steps | seeds | final test acc. (mean ± sd) | best test acc. (mean ± sd) | wall time per run | images/s |",
+    rows = ["| method | steps | seeds | final test acc. (mean ± sd) | best test acc. (mean ± sd) | train time per run | images/s |",
             "|---|---|---|---|---|---|---|"]
     sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
     for (method, steps), s in sorted(groups.items()):
         s.sort(key=lambda r: r["seed"])
         fin = [100 * r["metrics"]["test_accuracy"] for r in s]
         best = [100 * r["metrics"]["best_test_accuracy"] for r in s]
-        wall = [r["timing"]["wall_seconds"] for r in s]
+        train = [r["timing"]["train_seconds"] for r in s]
         ips = [r["timing"]["images_per_second"] for r in s]
         rows.append(f"| {method} | {steps} | {','.join(str(r['seed']) for r in s)} | {statistics.mean(fin):.2f} ± "
                     f"{sd(fin):.2f} ({', '.join(f'{v:.2f}' for v in fin)}) | {statistics.mean(best):.2f} ± "
-                    f"{sd(best):.2f} | {statistics.mean(wall) / 60:.1f} min | {statistics.mean(ips):.0f} |")
+                    f"{sd(best):.2f} | {statistics.mean(train) / 60:.1f} min | {statistics.mean(ips):.0f} |")
     print_machine()
     print("\n".join(rows))
 
