@@ -5,7 +5,8 @@
     python bench/mnist100.py --table      # the table of every run saved so far, nothing run
 
 Each run is a plain `semisup train` into bench/out/; the table (final and best test accuracy,
-train time summed over resumed segments, images per second) is printed as Markdown for docs/benchmarks.md and saved as JSON.
+train time summed over resumed segments, images per second) is printed as Markdown for
+docs/benchmarks.md and saved as JSON.
 """
 from __future__ import annotations
 
