@@ -41,9 +41,9 @@ class CGANPseudo(CondGANMethod):
     S3GAN's head does not; (3) the generator also minimises the head's cross-entropy on its
     images (AC-GAN, Odena et al. 2017): on digits, 64 real and 64 generated images a step,
     1,000 steps, conditional accuracy 0.39 with it and 0.21 without. `--labeler RUN_DIR` takes
-    the pseudo-labels from a finished classification run instead of the head. Hinge loss (Miyato et al. 2018); generator and
-    discriminator update together from one step's gradients (the generator's losses go
-    through a copy of the discriminator's weights that takes no gradient), Adam lr 2e-4, beta1
+    the pseudo-labels from a finished classification run instead of the head. Hinge loss
+    (Miyato et al. 2018); generator and discriminator update together from one step's
+    gradients (the generator's losses go through a copy of the discriminator's weights that takes no gradient), Adam lr 2e-4, beta1
     0.5 and one discriminator step per generator step (SNGAN takes beta1 0 with 5 discriminator
     steps; with one, on digits, 1,000 steps, beta1 0.5 gave conditional accuracy 0.76 against
     0.65 at beta1 0, and 0.86 against 0.65 for cgan_supervised). Generated classes
