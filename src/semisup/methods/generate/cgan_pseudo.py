@@ -30,24 +30,24 @@ class CGANPseudoHyper(CGANHyper):
 
 class CGANPseudo(CondGANMethod):
     """A class-conditional GAN whose unlabeled real images enter with pseudo-labels, in the manner
-    of S3GAN (Lucic et al. 2019, "High-fidelity image generation with fewer labels", Sec. 3.2):
-    the discriminator (projection discriminator with spectral norm, Miyato & Koyama 2018) has a
-    linear classification head on its feature h, trained with cross-entropy on the labeled real
-    images (weak views), and the head labels the unlabeled real images for the conditional
-    loss. Deviations, each for a CPU budget of a few thousand steps: (1) a pseudo-label counts
-    where the head is at least `threshold` confident (S3GAN takes every argmax); below it the
-    image still counts as real through the unconditional term psi(h) of the projection critic;
-    (2) the head also learns from its confident pseudo-labels (on weak views; Lee 2013), which
-    S3GAN's head does not; (3) the generator also minimises the head's cross-entropy on its
-    images (AC-GAN, Odena et al. 2017): on digits, 64 real and 64 generated images a step,
-    1,000 steps, conditional accuracy 0.39 with it and 0.21 without. `--labeler RUN_DIR` takes
-    the pseudo-labels from a finished classification run instead of the head. Hinge loss
-    (Miyato et al. 2018); generator and discriminator update together from one step's
-    gradients (the generator's losses go through a copy of the discriminator's weights that takes no gradient), Adam lr 2e-4, beta1
-    0.5 and one discriminator step per generator step (SNGAN takes beta1 0 with 5 discriminator
-    steps; with one, on digits, 1,000 steps, beta1 0.5 gave conditional accuracy 0.76 against
-    0.65 at beta1 0, and 0.86 against 0.65 for cgan_supervised). Generated classes
-    are uniform. The discriminator, with its head, is the run's classifier (evaluated, saved)."""
+    of S3GAN (Lucic et al. 2019, "High-fidelity image generation with fewer labels", Sec. 3.2): the
+    discriminator (projection discriminator with spectral norm, Miyato & Koyama 2018) has a linear
+    classification head on its feature h, trained with cross-entropy on the labeled real images
+    (weak views), and the head labels the unlabeled real images for the conditional loss.
+    Deviations, each for a CPU budget of a few thousand steps: (1) a pseudo-label counts where the
+    head is at least `threshold` confident (S3GAN takes every argmax); below it the image still
+    counts as real through the unconditional term psi(h) of the projection critic; (2) the head
+    also learns from its confident pseudo-labels (on weak views; Lee 2013), which S3GAN's head does
+    not; (3) the generator also minimises the head's cross-entropy on its images (AC-GAN, Odena et
+    al. 2017): on digits, 64 real and 64 generated images a step, 1,000 steps, conditional accuracy
+    0.39 with it and 0.21 without. `--labeler RUN_DIR` takes the pseudo-labels from a finished
+    classification run instead of the head. Hinge loss (Miyato et al. 2018); generator and
+    discriminator update together from one step's gradients (the generator's losses go through a
+    copy of the discriminator's weights that takes no gradient), Adam lr 2e-4, beta1 0.5 and one
+    discriminator step per generator step (SNGAN takes beta1 0 with 5 discriminator steps; with
+    one, on digits, 1,000 steps, beta1 0.5 gave conditional accuracy 0.76 against 0.65 at beta1 0,
+    and 0.86 against 0.65 for cgan_supervised). Generated classes are uniform. The discriminator,
+    with its head, is the run's classifier (evaluated, saved)."""
 
     name = "cgan_pseudo"
     paper = "Lucic et al. 2019, High-fidelity image generation with fewer labels (S3GAN)"
