@@ -1,5 +1,7 @@
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+# a run of a few seconds: for tests of the run folder and the command line, not of learning
+FAST = ["--steps", "6", "--batch-size", "8", "--unlabeled-ratio", "2", "--eval-every", "3",
+        "--save-every", "3", "--quiet"]
 
 
 def write_idx(path: Path, arr: np.ndarray, gz: bool = True) -> None:
@@ -81,3 +86,18 @@ def assert_resume_equal(new_trainer, tmp_path: Path, before: int, after: int) ->
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def semisup(*args, cwd=None, env=None, timeout=600):
+    """Run the command line in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "semisup", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def assert_user_error(r, *words, status=2):
+    """One line on stderr, no traceback, the exit status, and each of `words` in the line."""
+    assert r.returncode == status, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr  # one line, no traceback
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -1,27 +1,9 @@
 """The command line as a new user meets it: errors are one line, exit 2, nothing written."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import blobs, save_png
-
-FAST = ["--steps", "6", "--batch-size", "8", "--unlabeled-ratio", "2", "--eval-every", "3",
-        "--save-every", "3", "--quiet"]
-
-
-def semisup(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "semisup", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
-
-
-def assert_user_error(r, *words):
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr  # one line, no traceback
-    for w in words:
-        assert w in lines[0], lines[0]
+from conftest import FAST, assert_user_error, blobs, save_png, semisup
 
 
 @pytest.mark.parametrize("args,words", [
