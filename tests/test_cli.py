@@ -85,9 +85,9 @@ def test_train_eval_predict_and_reproduce(image_folder, tmp_path):
     p = semisup("predict", out, image_folder / "test", "--out", tmp_path / "preds.csv")
     assert p.returncode == 0, p.stderr
     lines = (tmp_path / "preds.csv").read_text().splitlines()
-    assert lines[0] == "path,class,confidence" and len(lines) == 10
-    path, cls, conf = lines[1].split(",")
-    assert cls in ("cat", "dog", "owl") and 0 < float(conf) <= 1
+    assert lines[0] == "path,class,confidence,error" and len(lines) == 10
+    path, cls, conf, error = lines[1].split(",")
+    assert cls in ("cat", "dog", "owl") and 0 < float(conf) <= 1 and error == ""
     assert_user_error(semisup("predict", out, tmp_path / "nothing.png"), "nothing.png")
 
 

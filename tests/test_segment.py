@@ -138,7 +138,7 @@ def test_cli_trains_evaluates_and_predicts(tmp_path):
     (["--task", "segment", "--labels", "5000"], ["--labels 5000", "1000"]),
     (["--task", "segment", "--method", "sgan"], ["--method sgan", "unimatch"]),
     (["--task", "segment", "--init", "no/such.pt"], ["--init no/such.pt", "no such file"]),
-    (["--image-size", "32"], ["--image-size", "--task segment"]),
+    (["--init", "enc.pt"], ["--init", "--task segment"]),
     (["--task", "segment", "--method", "ae_pretrain", "--steps", "10", "--pretrain-steps", "10"],
      ["--pretrain-steps 10", "below --steps"]),
     (["--task", "segment", "--data", "digits"], ["digits", "--task segment"]),

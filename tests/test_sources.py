@@ -24,7 +24,7 @@ def test_idx_directory(tmp_path, gz):
     y = (np.arange(20) % 4).astype(np.uint8)
     write_idx(tmp_path / "train-images-idx3-ubyte", x, gz)
     write_idx(tmp_path / "train-labels-idx1-ubyte", y, gz)
-    write_idx(tmp_path / "t10k-images-idx3-ubyte", x[:8], gz)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", 255 - x[:8], gz)  # not copies of training images
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", y[:8], gz)
     assert detect(str(tmp_path)) == "idx"
     src = load_source(str(tmp_path))
@@ -119,7 +119,7 @@ def test_npz(tmp_path):
     x, y = blobs(10, 2, channels=3)
     y = y.astype(np.int64)
     y[5:] = -1
-    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x[:4], y_test=y[:4])
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=255 - x[:4], y_test=y[:4])  # not copies of training images
     src = load_source(str(tmp_path / "d.npz"))
     assert src.kind == "NPZ" and src.shape == (3, 12, 12)
     assert src.train.y.tolist() == y.tolist() and len(src.test.y) == 4

@@ -6,7 +6,7 @@ import csv
 import sys
 from dataclasses import MISSING
 
-from .errors import UserError
+from .errors import Stopped, UserError, disk_error, out_of_memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,8 +46,11 @@ def _train_parser(sub) -> None:
     g.add_argument("--labels-per-class", type=int, help="labeled images to draw per class")
     g.add_argument("--labeled-fraction", type=float, help="share of the training images to label, "
                                                           "e.g. 0.125 (segmentation: images with masks)")
-    g.add_argument("--image-size", type=int, help="segmentation: the square training crop in pixels "
-                                                  "(default: the image size, at most 256)")
+    g.add_argument("--image-size", type=int, help="classification: every image resized to this square as it "
+                                                  "is read, the shorter side scaled to N and the longer one "
+                                                  "centre-cropped (default: the images' size; photos with a side "
+                                                  "above 256 px: 224); segmentation: the square training crop in "
+                                                  "pixels (default: the image size, at most 256)")
     g.add_argument("--init", help="segmentation: a local state dict (.pt/.pth) loaded into the encoder "
                                   "(torchvision ResNet names for deeplabv3plus); default: random weights")
     g.add_argument("--classes", help="comma-separated class names, fixing their order (CSV, NPZ, folders)")
@@ -87,14 +90,21 @@ def build_parser() -> Parser:
     _train_parser(sub)
     e = sub.add_parser("eval", help="evaluate a run's best checkpoint")
     e.add_argument("run_dir")
-    e.add_argument("--data", help="evaluate on this data instead of the run's test split")
-    e.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    e.add_argument("--data", help="evaluate on this data instead: its test split, else all its labeled images "
+                                  "(the run's own training data: the run's test split)")
+    e.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                   help="best (default; last.pt where there is no best.pt yet) or last")
     pr = sub.add_parser("predict", help="classify images, or segment them, with a trained run")
     pr.add_argument("run_dir")
     pr.add_argument("images", nargs="+", help="image files or folders")
-    pr.add_argument("--out", help="classification: write path,class,confidence to this CSV instead of printing; "
-                                  "segmentation: the folder for NAME.png index masks and NAME_overlay.png "
-                                  "(default RUN_DIR/predictions)")
+    pr.add_argument("--out", help="classification: write the CSV path,class,confidence,error to this file "
+                                  "instead of printing it; segmentation: the folder for REL.png index masks and "
+                                  "REL_overlay.png, REL each image's path under its input folder, and the list "
+                                  "predictions.csv (default RUN_DIR/predictions)")
+    pr.add_argument("--strict", action="store_true", help="exit with status 2 when an image could not be read "
+                                                          "(every readable image is still predicted)")
+    pr.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                    help="best (default; last.pt where there is no best.pt yet) or last")
     sa = sub.add_parser("sample", help="draw images of each class from a generation run")
     sa.add_argument("run_dir")
     sa.add_argument("--per-class", type=int, default=10, help="images per class (default 10)")
@@ -108,6 +118,8 @@ def build_parser() -> Parser:
     d = sub.add_parser("data", help="check a data set: counts, sizes, problems")
     d.add_argument("spec", help="a built-in name or a path")
     d.add_argument("--classes", help="comma-separated class names")
+    d.add_argument("--image-size", type=int, help="classification: read the images at this square size, as "
+                                                  "`semisup train --image-size` does (the report shows the memory)")
     return p
 
 
@@ -143,6 +155,8 @@ def cmd_eval(a) -> None:
     from .api import eval_run
 
     r = eval_run(a.run_dir, a.data, a.checkpoint)
+    for note in r["notes"]:
+        sys.stderr.write(f"semisup eval: note: {note}\n")
     if r["task"] == "segment":
         per = ", ".join(f"{c} {v:.3f}" for c, v in r["iou"].items() if v is not None)
         print(f"{r['data']}: mean IoU {r['miou']:.4f}, pixel accuracy {r['pixel_accuracy']:.4f} on {r['images']} "
@@ -152,28 +166,34 @@ def cmd_eval(a) -> None:
 
 
 def cmd_predict(a) -> None:
-    from pathlib import Path
+    from .api import MASKS_INDEX, PREDICT_HEADER, checkpoint_note, load_run, predict, predict_masks, prediction_rows
 
-    from .api import load_run, predict, predict_masks
-    from .engine.runfolder import atomic_write
-
-    loaded = load_run(a.run_dir)
+    loaded = load_run(a.run_dir, a.checkpoint)
+    notes = [n for n in [checkpoint_note(loaded[3], a.checkpoint)] if n]
     if loaded[2].get("task") == "segment":
-        out, n = predict_masks(a.run_dir, a.images, a.out, loaded)
-        print(f"wrote {n} masks and overlays to {out}")
-        return
-    rows = predict(a.run_dir, a.images, loaded)
-    if a.out:
-        def write(p):
-            with open(p, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["path", "class", "confidence"])
-                w.writerows((r[0], r[1], f"{r[2]:.4f}") for r in rows)
-        atomic_write(Path(a.out), write)
-        print(f"wrote {len(rows)} predictions to {a.out}")
+        r = predict_masks(a.run_dir, a.images, a.out, loaded)
+        rows, notes = r["rows"], notes + r["notes"]
+        again = f", replacing {r['replaced']} from an earlier predict" if r["replaced"] else ""
+        print(f"wrote {r['written']} masks and overlays to {r['out']}{again} (list: {r['out'] / MASKS_INDEX})")
     else:
-        for path, cls, conf in rows:
-            print(f"{path},{cls},{conf:.4f}")
+        rows = predict(a.run_dir, a.images, loaded, a.out, notes=notes)
+        if a.out:
+            print(f"wrote {len(rows)} rows to {a.out}")
+        else:
+            w = csv.writer(sys.stdout)
+            w.writerow(PREDICT_HEADER)
+            w.writerows(prediction_rows(rows))
+    for note in notes:
+        sys.stderr.write(f"semisup predict: note: {note}\n")
+    bad = [r for r in rows if r[-1]]
+    for r in bad:
+        sys.stderr.write(f"semisup predict: could not read {r[0]}: {r[-1]}\n")
+    if bad:
+        strict = "; --strict: exit status 2" if a.strict else ""
+        sys.stderr.write(f"semisup predict: {len(bad)} of {len(rows)} images could not be read (listed above, "
+                         f"and with an error in the CSV){strict}\n")
+        if a.strict:
+            sys.exit(2)
 
 
 def cmd_sample(a) -> None:
@@ -200,7 +220,9 @@ def cmd_methods(a) -> None:
 def cmd_data(a) -> None:
     from .data.check import report
 
-    print(report(a.spec, a.classes.split(",") if a.classes else None))
+    if a.image_size is not None and a.image_size < 8:
+        raise UserError(f"--image-size {a.image_size}: must be a whole number of pixels, at least 8")
+    print(report(a.spec, a.classes.split(",") if a.classes else None, image_size=a.image_size))
 
 
 def main(argv=None) -> None:
@@ -215,9 +237,23 @@ def main(argv=None) -> None:
     except UserError as e:
         sys.stderr.write(f"semisup {a.command}: error: {e}\n")
         sys.exit(2)
+    except Stopped as e:  # training saved what it could; the message says so
+        if str(e):
+            sys.stderr.write(f"semisup {a.command}: {e}\n")
+        sys.exit(e.status)
     except KeyboardInterrupt:
-        sys.stderr.write("semisup: interrupted; a training run continues with --resume and the same --out\n")
+        sys.stderr.write(f"semisup {a.command}: interrupted\n")
         sys.exit(130)
+    except (MemoryError, RuntimeError, OSError) as e:
+        if out_of_memory(e):
+            why = (str(e).strip().splitlines() or ["MemoryError"])[0]
+            line = f"out of memory ({why}); use fewer or smaller images at a time"
+        elif isinstance(e, OSError) and disk_error(e) is not None:
+            line = str(disk_error(e))
+        else:
+            raise
+        sys.stderr.write(f"semisup {a.command}: error: {line}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,40 @@
 """`semisup data SPEC`: what a data set holds and every problem found in it."""
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from .sources import Source, load_source
 
 
-def _hashes(x: torch.Tensor) -> list[str]:
-    return [hashlib.blake2b(img.numpy().tobytes(), digest_size=12).hexdigest() for img in x]
+def _bytes(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
 
 
-def report(spec: str, classes: list[str] | None = None, task: str | None = None) -> str:
-    src = load_source(spec, strict=False, classes=classes, task=task)
+def _memory(src: Source, splits) -> str:
+    """What the images take in memory as uint8 (N x C x H x W bytes), and at the size on disk
+    where they were resized."""
+    c, h, w = src.shape
+    n = sum(len(s.x) for _, s in splits)
+    line = f"  memory: {n} images x {c} x {h} x {w} = {_bytes(n * c * h * w)} as uint8"
+    if src.task == "segment":
+        line += f", masks {_bytes(n * h * w)}"
+    if src.size_on_disk:
+        dh, dw = src.size_on_disk
+        line += f" (at the stored size {dw}x{dh}: {_bytes(n * c * dh * dw)})"
+    return line
+
+
+def report(spec: str, classes: list[str] | None = None, task: str | None = None,
+           image_size: int | None = None) -> str:
+    src = load_source(spec, strict=False, classes=classes, task=task, image_size=image_size)
     c, h, w = src.shape
     task = ", segmentation" if src.task == "segment" and "segmentation" not in src.kind else ""
     lines = [f"{spec}: {src.kind} (detected){task}, {len(src.classes)} classes, {w}x{h} pixels, "
              f"{c} channel{'s' if c > 1 else ''}"]
     splits = [(n, s) for n, s in (("train", src.train), ("val", src.val), ("test", src.test)) if s is not None]
     lines += (_segment_table if src.task == "segment" else _class_table)(src, splits)
-    problems = list(src.problems)
-    train_h = _hashes(src.train.x)
-    for n, s in splits[1:]:
-        seen = set(_hashes(s.x))
-        dup = sum(hh in seen for hh in train_h)
-        if dup:
-            problems.append(f"{dup} training images are exact copies of {n} images; remove them from train")
-    inner = len(train_h) - len(set(train_h))
-    if inner:
-        lines.append(f"  note: {inner} training images are exact duplicates of other training images")
+    lines.append(_memory(src, splits))
+    problems = src.problems
     for note in src.notes:
         lines.append(f"  note: {note}")
     lines.append(f"problems: {len(problems) or 'none'}")
@@ -63,7 +68,8 @@ def _segment_table(src: Source, splits) -> list[str]:
              row("without masks", [f"{int((s.y < 0).sum()):8d}" for _, s in splits]),
              "  pixels per class, % of the labeled pixels (ignored: % of all pixels of images with masks)"]
     k = len(src.classes)
-    counts = [torch.bincount(s.masks[s.y >= 0].flatten().long(), minlength=256).double() for _, s in splits]
+    counts = [sum((torch.bincount(m.flatten(), minlength=256) for m in s.masks[s.y >= 0]),  # a mask at a time
+                  torch.zeros(256, dtype=torch.long)).double() for _, s in splits]
     for i, cls in enumerate(src.classes):
         lines.append(row(cls, [f"{float(100 * c[i] / c[:k].sum().clamp_min(1)):7.2f}%" for c in counts]))
     lines.append(row(ignored, [f"{float(100 * c[255] / c.sum().clamp_min(1)):7.2f}%" for c in counts]))

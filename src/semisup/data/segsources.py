@@ -18,7 +18,6 @@ or binary 0/255 (then 255 is class 1). In memory, masks are uint8 class indices,
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from PIL import Image
 
 from ..errors import Problems, UserError
 from ..metrics import IGNORE
-from .sources import Source, Split, _decode, _is_image, decode_images
+from .sources import Source, Split, _decode, _is_image, decode_images, in_threads, walk_folder
 
 SPLITS = ("train", "val", "test")
 CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
@@ -35,6 +34,7 @@ CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSy
 CAMVID_PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
                   (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
 CARD_KEYS = ("classes", "ignore", "palette", "train", "unlabeled", "val", "test")
+RARE_PIXELS, RARE_MASKS = 0.001, 0.01  # shares of the labeled pixels and of the masks: see `_unnamed_values`
 
 
 def distinct_palette(k: int) -> list[tuple[int, int, int]]:
@@ -144,18 +144,19 @@ def _plan(root: Path, layout: str, problems: Problems) -> dict[str, tuple[Path, 
         elif (root / s).is_dir():
             problems.add(f"{root / s}: expected {img.relative_to(root)}/ and {msk.relative_to(root)}/ in it; "
                          "add them or remove the folder")
-    if "train" in plan:
-        unlabeled = [root / "unlabeled"] + ([root / "train" / "unlabeled"] if layout == "folder" else [])
-        plan["train"][2].extend(d for d in unlabeled if d.is_dir())
+    if "train" in plan:  # unlabeled/ at the top or in train/ (in the CamVid layout, among the images)
+        plan["train"][2].extend(d for d in (root / "unlabeled", root / "train" / "unlabeled") if d.is_dir())
     return plan
 
 
-def _images(d: Path, problems: Problems) -> dict[str, Path]:
-    """Image files under `d` by relative path without extension."""
+def _images(d: Path, problems: Problems, notes: list[str]) -> dict[str, Path]:
+    """Image files under `d` by relative path without extension (`walk_folder`: links followed,
+    hidden files and folders skipped)."""
     out: dict[str, Path] = {}
-    for p in sorted(d.rglob("*")):
-        if p.is_file() and _is_image(p.name):
-            key = p.relative_to(d).with_suffix("").as_posix()
+    for rel in walk_folder(d, problems, notes)[0]:
+        if _is_image(rel):
+            p = d / rel
+            key = os.path.splitext(rel)[0]
             if key in out:
                 problems.add(f"{p}: same name as {out[key].name}; keep one file per name")
                 continue
@@ -165,9 +166,11 @@ def _images(d: Path, problems: Problems) -> dict[str, Path]:
     return out
 
 
-def _pairs(img: Path, msk: Path, unlabeled: list[Path], problems: Problems):
-    """[(image, mask or None)]: images with masks first, then those of `unlabeled`."""
-    images, masks = _images(img, problems), _images(msk, problems)
+def _pairs(img: Path, msk: Path, unlabeled: list[Path], problems: Problems, notes: list[str]):
+    """[(image, mask or None)]: images with masks first, then those of `unlabeled` (which may
+    sit among the images, as train/unlabeled/ does in the CamVid layout)."""
+    images, masks = _images(img, problems, notes), _images(msk, problems, notes)
+    images = {k: p for k, p in images.items() if not any(u in p.parents for u in unlabeled)}
     pairs = []
     for key, p in images.items():
         if key in masks:
@@ -178,15 +181,34 @@ def _pairs(img: Path, msk: Path, unlabeled: list[Path], problems: Problems):
         if key not in images:
             problems.add(f"{m}: mask without an image of this name in {img}; add the image or remove the mask")
     for d in unlabeled:
-        pairs += [(p, None) for p in _images(d, problems).values()]
+        pairs += [(p, None) for p in _images(d, problems, notes).values()]
     return pairs
 
 
+def _one_split_per_file(pairs: dict[str, list], problems: Problems) -> dict[str, list]:
+    """An image file in two splits (a link, or a card naming one folder twice) makes the score
+    count an image trained or selected on: a problem per pair of splits, naming the first file;
+    the file stays in test, then val."""
+    owner: dict[str, str] = {}
+    shared: dict[tuple[str, str], list[Path]] = {}
+    for s in ("test", "val", "train"):
+        for img, _ in pairs.get(s, []):
+            real = os.path.realpath(img)
+            if owner.setdefault(real, s) != s:
+                shared.setdefault((owner[real], s), []).append(img)
+    for (kept, s), files in shared.items():
+        problems.add(f"{files[0]}: in {s} and in {kept} ({len(files)} files in both); remove them from {s}, or "
+                     f"the {kept} score counts images it {'trained' if s == 'train' else 'selected'} on")
+    drop = {(s, f) for (_, s), files in shared.items() for f in files}
+    return {s: [(img, m) for img, m in items if (s, img) not in drop] for s, items in pairs.items()}
+
+
 # ----------------------------------------------------------------------------- masks
-def _load_mask(path: Path, colours, problems: Problems):
+def _load_mask(path: Path, colours, problems: Problems, done: list):
     """(values (H, W) uint8, histogram of 256 values, mapped) or None if unreadable. With a
-    palette, colour masks come back as class indices already (mapped)."""
-    im = _decode(str(path), path.read_bytes(), problems)
+    palette, colour masks come back as class indices already (mapped). Turned upright by EXIF
+    as its image is; never scaled: a 16-bit mask holds class indices."""
+    im = _decode(str(path), path.read_bytes(), problems, mask=True, done=done)
     if im is None:
         return None
     mapped = False
@@ -203,7 +225,7 @@ def _load_mask(path: Path, colours, problems: Problems):
                          "give a dataset card (.yaml) with classes and palette")
             return None
     else:
-        a = np.array(im if im.mode in ("L", "I", "I;16") else im.convert("L"))
+        a = np.array(im if im.mode.startswith("I") else im.convert("L"))
         if a.size and a.max() > 255:
             problems.add(f"{path}: mask values up to {a.max()}; masks hold class indices 0..255")
             return None
@@ -232,6 +254,51 @@ def _colour_table(palette, ignore):
     return keys, np.array([table[k] for k in keys.tolist()], np.uint8)
 
 
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0..2, 5, 7..8'."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
+
+
+def _unnamed_values(root: Path, hist: np.ndarray, masks: list, problems: Problems, notes: list[str]) -> None:
+    """Without a card or --classes the classes are the mask values 0..max: say where that looks
+    wrong. Values missing between 0 and the max (a stray value, anti-aliased or JPEG edges, masks
+    counted from 1) make classes that never occur, which then train and score as classes: a
+    problem, naming the masks that hold the values above the gap. A value under RARE_PIXELS of
+    the labeled pixels, or in under RARE_MASKS of the masks (fewer than 1 in 100: too few to learn
+    it from), may be a stray label but also a small real class (a pole, a sign): a note."""
+    values = [v for v in np.flatnonzero(hist).tolist() if v != IGNORE]
+    if not values:
+        return
+    labeled = int(hist[values].sum())
+    missing = sorted(set(range(values[-1] + 1)) - set(values))
+    in_masks = (np.stack([h for _, h in masks]) > 0).sum(0)  # per value: how many masks hold it
+
+    def where(v: int) -> str:
+        files = [os.path.relpath(p, root) for p, h in masks if h[v]]
+        shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+        return f"{v} in {hist[v]} pixels of {len(files)} of {len(masks)} masks ({shown})"
+
+    above = [v for v in values if missing and v > missing[0]]
+    if missing:
+        binary = hist[0] and hist[IGNORE] and hist[0] + hist[IGNORE] >= 0.99 * hist.sum()
+        hint = ("; they look like binary masks (0 and 255) with some values in between (anti-aliased or JPEG "
+                "edges): save them as PNG holding only 0 and 255" if binary else "")
+        problems.add(f"{root}: mask values {_ranges(values)} leave out {_ranges(missing)}: with no list of classes "
+                     f"they are read as classes 0..{values[-1]}, {len(missing)} of which never occur; values above "
+                     f"the gap: {'; '.join(where(v) for v in sorted(above, key=lambda v: hist[v])[:3])}{hint}; "
+                     "give a dataset card (.yaml) naming the classes, or --classes, or fix the masks")
+    for v in values:
+        if v not in above and (hist[v] < RARE_PIXELS * labeled or in_masks[v] < RARE_MASKS * len(masks)):
+            notes.append(f"mask value {v} is rare: {where(v)}, {100 * hist[v] / labeled:.2f}% of the labeled "
+                         "pixels; if it is not a class, fix those masks, or give --classes or a dataset card")
+
+
 # ----------------------------------------------------------------------------- reader
 def read_segmentation(spec: str, problems: Problems, classes: list[str] | None = None) -> Source:
     if spec == "shapes":
@@ -245,13 +312,15 @@ def read_segmentation(spec: str, problems: Problems, classes: list[str] | None =
     if "train" not in plan:
         raise UserError(f"{root}: no training images and masks found; expected images/ and masks/ "
                         "(or train/images/ and train/masks/)")
-    pairs = {s: _pairs(*plan[s], problems) for s in plan}
+    notes: list[str] = []
+    pairs = _one_split_per_file({s: _pairs(*plan[s], problems, notes) for s in plan}, problems)
     colours = _colour_table(card["palette"], card["ignore"]) if card and card["palette"] else None
-    workers = max(2, os.cpu_count() or 2)
-    with ThreadPoolExecutor(workers) as ex:
-        loaded = {s: list(ex.map(lambda p: p[1] and _load_mask(p[1], colours, problems), pairs[s]))
-                  for s in pairs}
-    hist = sum((m[1] for ms in loaded.values() for m in ms if m and not m[2]), np.zeros(256, np.int64))
+    done: list[str] = []
+    loaded = {s: in_threads(lambda p: p[1] and _load_mask(p[1], colours, problems, done), pairs[s]) for s in pairs}
+    if done.count("orientation"):
+        notes.append(f"turned {done.count('orientation')} masks upright by their EXIF orientation, as their images")
+    indexed = [(pairs[s][i][1], m[1]) for s in loaded for i, m in enumerate(loaded[s]) if m and not m[2]]
+    hist = sum((h for _, h in indexed), np.zeros(256, np.int64))
     present = set(np.flatnonzero(hist).tolist())
 
     # what the mask values mean: class indices and which value is ignored
@@ -268,6 +337,8 @@ def read_segmentation(spec: str, problems: Problems, classes: list[str] | None =
     else:
         ignore, kind = IGNORE, "CamVid folder" if layout == "camvid" else "segmentation folder"
         names = [str(i) for i in range(max(present - {IGNORE}, default=-1) + 1)]
+        if classes is None:
+            _unnamed_values(root, hist, indexed, problems, notes)
     names = list(classes) if classes is not None else names
     if not names:
         raise UserError(f"{root}: the masks hold no class values (all pixels are the ignore value {ignore})")
@@ -277,7 +348,6 @@ def read_segmentation(spec: str, problems: Problems, classes: list[str] | None =
         lut[ignore] = IGNORE
     palette = palette if palette and len(palette) == k else distinct_palette(k)
 
-    notes: list[str] = []
     splits: dict[str, Split] = {}
     size = channels = None
     base = root.parent if card else root
@@ -285,7 +355,7 @@ def read_segmentation(spec: str, problems: Problems, classes: list[str] | None =
         ok = [i for i, (_, m) in enumerate(items) if m is None or loaded[s][i] is not None]
         sizes: list = []
         x, keep = decode_images([(str(items[i][0]), items[i][0].read_bytes) for i in ok], problems, notes,
-                                size, channels, sizes)
+                                size, channels, sizes, fit="stretch")
         if size is None and len(x):
             channels, size = x.shape[1], (x.shape[3], x.shape[2])
         rows, masks, y, files = [], [], [], []
@@ -312,7 +382,8 @@ def read_segmentation(spec: str, problems: Problems, classes: list[str] | None =
             y.append(-1 if mpath is None else 0)
             files.append(os.path.relpath(img, base))
         m = torch.from_numpy(np.stack(masks)) if masks else torch.zeros(0, *x.shape[2:], dtype=torch.uint8)
-        splits[s] = Split(x[rows], torch.tensor(y, dtype=torch.long), files, masks=m)
+        x = x if len(rows) == len(x) else x[rows]  # a copy only where some were dropped
+        splits[s] = Split(x, torch.tensor(y, dtype=torch.long), files, masks=m)
     if len(splits["train"].x) == 0:
         raise UserError(f"{root}: no readable training images")
     return Source(root.stem if card else root.name, kind, names, splits["train"], splits.get("test"),

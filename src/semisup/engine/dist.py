@@ -49,6 +49,15 @@ def average_buffers(module: torch.nn.Module) -> None:
     average([b for b in module.buffers() if b.is_floating_point()])
 
 
+def any_true(flags: list[bool], device: torch.device) -> list[bool]:
+    """Whether any process has each flag set (one all-reduce), so that every process takes the same branch."""
+    if not active():
+        return flags
+    t = torch.tensor(flags, dtype=torch.float32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
 def gather(obj):
     if not active():
         return [obj]

@@ -1,27 +1,56 @@
 """The run folder: config.yaml, metrics.jsonl, summary.json, checkpoints/, curves.png.
 
-A folder holding a finished or running run is never overwritten without --overwrite, and a
-folder that is not a run folder is never deleted. Checkpoints and summaries are written to a
-temporary file and renamed, so a killed run leaves the last complete one behind."""
+A run writes its marker (.semisup-run) first; only a folder holding it (or a run folder from before
+the marker: config.yaml and checkpoints or summary.json, and nothing else) is a run. A folder holding
+a run is never overwritten without --overwrite, and then only the files a run writes go; a folder
+that is not a run is never written into. Checkpoints and summaries are written to a temporary file
+and renamed, so a killed run leaves the last complete one behind."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..errors import UserError
+from ..errors import UserError, disk_error, out_of_memory
+
+MARKER = ".semisup-run"
+# what a run (and eval, predict, sample with their default outputs) writes in its folder
+RUN_FILES = {MARKER, "run.lock", "config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "curves.png",
+             "samples", "samples.png", "examples.png", "predictions", "sample_grid.png"}
+
+
+def _run_file(name: str) -> bool:
+    return name in RUN_FILES or name.endswith(".tmp")
 
 
 def atomic_write(path: Path, write) -> None:
+    """write(PATH.tmp), then rename it to PATH: a reader or a killed process never sees half a file. On
+    any failure the .tmp goes; a full or read-only disk is a UserError naming PATH."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and (err := disk_error(e, path)) is not None:
+            raise err from None
+        raise
 
 
+def _torch_save(obj, path: Path) -> None:
+    with open(path, "wb") as f:  # through a Python file, a full disk is an OSError (ENOSPC), not "unexpected pos"
+        torch.save(obj, f)
+
+
+# ---------------------------------------------------------------------------- the lock
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -32,43 +61,111 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), which tells a reused id apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lock_holder(path: Path) -> str | None:
+    """Which live process holds PATH/run.lock ('process PID'), or None: no lock, or one left by a process
+    that is gone. A lock written on another host is taken as gone: it cannot be checked from here, and a
+    run resumed after a preemption lands on another host."""
+    try:
+        pid, host, started = (path.joinpath("run.lock").read_text().split() + ["", ""])[:3]
+        pid = int(pid)
+    except (OSError, ValueError):
+        return None
+    if (host and host != socket.gethostname()) or pid == os.getpid() or not _alive(pid):
+        return None  # os.getpid(): a restarted container hands out the same ids
+    if started and _started(pid) not in (None, started):
+        return None  # the id now belongs to another process
+    return f"process {pid}"
+
+
+# ---------------------------------------------------------------------------- what the folder holds
+def _legacy_run(path: Path, names: list[str]) -> bool:
+    """A run folder written before the marker: only a run's files, a checkpoint or a summary, and a
+    config.yaml with semisup's own options (another tool's config.yaml + checkpoints/last.pt is not one)."""
+    if not ("config.yaml" in names and ((path / "checkpoints" / "last.pt").exists() or "summary.json" in names)
+            and all(_run_file(n) for n in names)):
+        return False
+    try:
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(cfg, dict) and {"method", "unlabeled_ratio", "save_every"} <= set(cfg)
+
+
 def run_state(path: Path) -> str:
-    """'new', 'finished', 'running', 'interrupted' or 'foreign' (not a run folder)."""
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    """'new' (absent, empty, or a run killed before it saved anything), 'running', 'finished',
+    'interrupted', or 'foreign': not a run folder, never written into."""
+    if not path.exists():
         return "new"
-    if not path.is_dir() or not (path / "config.yaml").exists():
+    if not path.is_dir():
         return "foreign"
-    lock = path / "run.lock"
-    if lock.exists():
-        try:
-            if _alive(int(lock.read_text().split()[0])):
-                return "running"
-        except (ValueError, IndexError, OSError):
-            pass
-    if (path / "summary.json").exists():
+    names = [p.name for p in path.iterdir()]
+    if not names:
+        return "new"
+    if MARKER not in names and not _legacy_run(path, names):
+        return "foreign"
+    if lock_holder(path):
+        return "running"
+    if "summary.json" in names:
         return "finished"
+    if not any((path / "checkpoints").glob("*.pt")):
+        return "new"  # nothing worth keeping: it starts afresh in the same folder
     return "interrupted"
+
+
+def _writable(path: Path) -> None:
+    """Refuse an --out that cannot be made: under a file, on a read-only disk, or without permission."""
+    up = path
+    while not up.exists() and up != up.parent:
+        up = up.parent
+    if not up.is_dir():
+        raise UserError(f"--out {path}: {up} is a file, not a folder; choose another --out")
+    if not os.access(up, os.W_OK | os.X_OK):
+        ro = hasattr(os, "statvfs") and os.statvfs(up).f_flag & os.ST_RDONLY
+        raise UserError(f"--out {path}: {up} is {'on a read-only file system' if ro else 'not writable'}; "
+                        "choose another --out")
 
 
 def check_out(path: Path, resume: bool, overwrite: bool) -> str:
     """Decide, before anything is written, whether this run may use `path`."""
+    path = Path(path)
     state = run_state(path)
     if state == "foreign":
-        raise UserError(f"--out {path}: exists and is not a semisup run folder; choose another --out")
+        if not path.is_dir():
+            raise UserError(f"--out {path}: is a file, not a folder; choose another --out")
+        names = sorted(p.name for p in path.iterdir())
+        example = next((n for n in names if not _run_file(n)), names[0])
+        raise UserError(f"--out {path}: not a semisup run folder (it holds {example}); choose a new or empty "
+                        "folder for --out")
+    _writable(path)
     if state == "running":
-        raise UserError(f"--out {path}: a run is being written there now (see {path / 'run.lock'}); "
-                        "wait for it or choose another --out")
+        raise UserError(f"--out {path}: a run is being written there now ({lock_holder(path)}, see "
+                        f"{path / 'run.lock'}); wait for it or choose another --out")
     if resume:
         if state == "new":
-            raise UserError(f"--resume: {path} holds no run to resume; drop --resume to start one")
+            raise UserError(f"--resume: {path} holds no run to resume (no checkpoint was saved); drop --resume "
+                            "to start one")
         if state == "finished":
             raise UserError(f"--resume: the run in {path} already finished; use --overwrite to run it again")
         if not (path / "checkpoints" / "last.pt").exists():
-            raise UserError(f"--resume: {path} has no checkpoints/last.pt yet; start again with --overwrite")
+            raise UserError(f"--resume: {path} has no checkpoints/last.pt (it stopped before its first "
+                            "checkpoint); start again with --overwrite")
+        if not (path / "config.yaml").exists():
+            raise UserError(f"--resume: {path} has no config.yaml, so its options are unknown; start again "
+                            "with --overwrite")
         return state
-    if state != "new" and not overwrite:
-        raise UserError(f"--out {path}: already holds a{'' if state == 'interrupted' else ' finished'} "
-                        f"{'interrupted ' if state == 'interrupted' else ''}run; pass --resume to continue it, "
+    if state == "finished" and not overwrite:
+        raise UserError(f"--out {path}: already holds a finished run; pass --overwrite to replace it, "
+                        "or choose another --out")
+    if state == "interrupted" and not overwrite:
+        raise UserError(f"--out {path}: already holds an interrupted run; pass --resume to continue it, "
                         "--overwrite to replace it, or choose another --out")
     return state
 
@@ -77,32 +174,94 @@ class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.ckpt_dir = self.path / "checkpoints"
+        self.made: Path | None = None  # the topmost folder this run created
+        self.locked = False
 
     def start(self, config: dict, fresh: bool) -> None:
-        if fresh and self.path.exists():
-            shutil.rmtree(self.path)
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (self.path / "run.lock").write_text(f"{os.getpid()}\n")
-        if fresh:
-            atomic_write(self.path / "config.yaml",
-                         lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
+        """Take the folder: the marker first, then the lock; a fresh start then removes a previous run's
+        files (only those) and writes config.yaml."""
+        try:
+            missing = [p for p in [self.path, *self.path.parents] if not p.exists()]
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.made = missing[-1] if missing else None
+            marker = self.path / MARKER
+            if fresh or not marker.exists():
+                from .. import __version__
 
-    def finish(self) -> None:
-        (self.path / "run.lock").unlink(missing_ok=True)
+                atomic_write(marker, lambda p: p.write_text(json.dumps(
+                    {"semisup": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"))
+            self._lock()
+            if fresh:
+                self.clear(keep={MARKER, "run.lock"})
+            self.ckpt_dir.mkdir(exist_ok=True)
+            if fresh:
+                atomic_write(self.path / "config.yaml",
+                             lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
+        except OSError as e:
+            raise UserError(f"--out {self.path}: cannot write the run folder there ({e.strerror}); "
+                            "choose another --out") from None
+
+    def _lock(self) -> None:
+        lock = self.path / "run.lock"
+        if lock_holder(self.path) is None:
+            lock.unlink(missing_ok=True)  # a stale one
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            raise UserError(f"--out {self.path}: a run is being written there now (see {lock}); wait for it or "
+                            "choose another --out") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()} {_started(os.getpid()) or ''}\n")
+        self.locked = True
+
+    def clear(self, keep=()) -> None:
+        """Remove what a run writes here, and nothing else."""
+        for p in self.path.iterdir():
+            if _run_file(p.name) and p.name not in keep:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+
+    def close(self, keep: bool = True) -> None:
+        """Release the lock. keep=False (a run that failed before its first checkpoint): also remove its
+        files and the folders it made, so the same --out works again without --overwrite."""
+        if not self.locked:
+            return
+        self.locked = False
+        if not keep:
+            with contextlib.suppress(OSError):
+                self.clear()
+            with contextlib.suppress(OSError):
+                p = self.path
+                while self.made is not None and p != self.made.parent:
+                    p.rmdir()  # stops at the first folder that is not empty
+                    p = p.parent
+        with contextlib.suppress(OSError):
+            (self.path / "run.lock").unlink(missing_ok=True)
 
     # metrics.jsonl: one line per evaluation
     def metrics(self) -> list[dict]:
+        """The evaluations so far; a line torn by a kill in mid-write is skipped."""
         f = self.path / "metrics.jsonl"
         if not f.exists():
             return []
-        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        rows = []
+        for line in f.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
+        return rows
 
     def log(self, row: dict) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def truncate_metrics(self, step: int) -> None:
-        """On resume, drop evaluations written after the checkpoint being resumed."""
+        """On resume, drop evaluations written after the checkpoint being resumed (and a torn line)."""
         rows = [r for r in self.metrics() if r["step"] <= step]
         atomic_write(self.path / "metrics.jsonl",
                      lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in rows)))
@@ -111,14 +270,21 @@ class RunFolder:
         atomic_write(self.path / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
 
     def save_checkpoint(self, state: dict, name: str) -> None:
-        atomic_write(self.ckpt_dir / name, lambda p: torch.save(state, p))
+        atomic_write(self.ckpt_dir / name, lambda p: _torch_save(state, p))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """A checkpoint; a torn, corrupt or foreign file is a UserError naming it."""
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise UserError(f"{path}: cannot read the checkpoint ({e})")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # torn zip (RuntimeError), garbage (UnpicklingError), truncated pickle (EOFError), ...
+        if out_of_memory(e):
+            raise
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: cannot read the checkpoint ({why}); the file is torn or not a semisup "
+                        "checkpoint") from None
 
 
 def load_config(path: Path) -> dict:

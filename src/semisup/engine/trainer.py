@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -13,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..errors import UserError
 from ..methods.base import Batch
 from ..metrics import IGNORE, confusion, seg_scores
 from ..report import save_grid
@@ -54,6 +58,49 @@ def set_rng_state(s: dict, device: torch.device) -> None:
     torch.set_rng_state(s["torch"])
     if "cuda" in s and device.type == "cuda":
         torch.cuda.set_rng_state(s["cuda"], device)
+
+
+class Diverged(UserError):
+    """The loss, the weights or a test metric became non-finite; the last good checkpoint stays."""
+
+
+class StopRequested(Exception):
+    """Raised by the loop after it saved last.pt at a step boundary, on a signal."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
+
+
+class StopRequests:
+    """While training: SIGTERM (container stop, preemption) and a first Ctrl-C ask the loop to stop at
+    the next step boundary, where it saves last.pt and releases the lock; a second Ctrl-C stops at once
+    (KeyboardInterrupt). Under torchrun the agent passes a Ctrl-C on to every process, so there a
+    repeated Ctrl-C only asks again."""
+
+    def __init__(self, abort_on_second: bool = True, note: bool = True):
+        self.signum: int | None = None
+        self.abort_on_second, self.note = abort_on_second, note
+        self._old: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGINT):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGINT and self.signum is not None and self.abort_on_second:
+            raise KeyboardInterrupt
+        if self.signum is None and signum == signal.SIGINT and self.note and sys.stderr.isatty():
+            sys.stderr.write("\nsemisup: stopping after this step to save a checkpoint; Ctrl-C again stops "
+                             "at once\n")
+        self.signum = self.signum or signum
 
 
 @torch.no_grad()
@@ -139,6 +186,9 @@ class Trainer:
         random.seed(o.seed * 1000 + rank + 1)
         self.step_n = 0
         self.acc: dict = {}
+        self.logs: dict = {}  # the log reads since the last evaluation, for its metrics row
+        self.saved_step: int | None = None  # the step of the last last.pt written or resumed
+        self.stop: StopRequests | None = None
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.primary = "miou" if method.task == "segment" else "accuracy"  # what selects and reports
@@ -239,7 +289,7 @@ class Trainer:
         return {"step": self.step_n, "method": self.m.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                 "sampler": self.sampler.get_state(), "rng": dist.gather(rng_state(self.dev)),
-                "acc": {k: v for k, v in self.acc.items()}, "history": self.history,
+                "acc": {k: v for k, v in self.acc.items()}, "logs": self.logs, "history": self.history,
                 "best": self.best, "train_seconds": self.train_seconds, "world": self.world}
 
     def load_state(self, s: dict) -> None:
@@ -251,8 +301,9 @@ class Trainer:
         rngs = s["rng"]
         set_rng_state(rngs[self.rank] if len(rngs) == self.world else rngs[0], self.dev)
         self.acc = {k: (v.to(self.dev) if torch.is_tensor(v) else v) for k, v in s["acc"].items()}
-        self.history, self.best = s["history"], s["best"]
+        self.history, self.best, self.logs = s["history"], s["best"], s.get("logs", {})
         self.train_seconds, self.step_n = s["train_seconds"], s["step"]
+        self.saved_step = s["step"]
 
     # ------------------------------------------------------------------ the loop
     def fit(self, meta: dict) -> dict:
@@ -262,7 +313,6 @@ class Trainer:
                    dynamic_ncols=True, unit="step", desc=meta.get("method", "train"))
         last_eval = {}
         window_t, window_steps = 0.0, 0
-        logs = {}
         while self.step_n < o.steps:
             t0 = time.perf_counter()
             self.train_step()
@@ -272,24 +322,35 @@ class Trainer:
             window_steps += 1
             bar.update(1)
             s = self.step_n
-            if s % o.log_every == 0 or s % o.eval_every == 0 or s == o.steps:
-                logs = {**logs, **self.read_logs()}
+            read = s % o.log_every == 0 or s % o.eval_every == 0 or s == o.steps
+            evaluating = s % o.eval_every == 0 or s == o.steps
+            saving = s % o.save_every == 0 or s == o.steps
+            signalled = self.stop is not None and self.stop.signum is not None
+            fresh_logs = None
+            if read:
+                fresh_logs = self.read_logs()
+                self.logs = {**self.logs, **fresh_logs}
                 self.acc = {}
-                post = {"loss": f"{logs['loss']:.3f}"}
+                post = {"loss": f"{self.logs['loss']:.3f}"}
                 if last_eval:
                     post[self.primary] = f"{last_eval['test_' + self.primary]:.4f}"
-                if "mask_rate" in logs:
-                    post["mask"] = f"{logs['mask_rate']:.2f}"
+                if "mask_rate" in self.logs:
+                    post["mask"] = f"{self.logs['mask_rate']:.2f}"
                 bar.set_postfix(post, refresh=False)
-            if s % o.eval_every == 0 or s == o.steps:
-                last_eval = self.evaluate()
+            res = self.evaluate() if evaluating else None
+            stopping = False
+            if read or evaluating or saving or (signalled and self.world == 1):
+                stopping = self._guard(s, fresh_logs, res, saving or signalled, signalled)
+            if evaluating:
+                last_eval = res
                 if self.rank == 0:
+                    logs = self.logs
                     row = {"step": s, **last_eval, **logs, "lr": self.sched.get_last_lr()[0],
                            "images_per_second": images_per_step * window_steps / max(window_t, 1e-9)}
                     self.history.append(row)
                     p = self.primary
                     select = row.get(f"val_{p}", row[f"test_{p}"])
-                    if select > self.best["select"]:
+                    if math.isfinite(select) and select > self.best["select"]:
                         self.best = {"select": select, "step": s, "row": row}
                         if self.run:
                             self.run.save_checkpoint({"step": s, "ema": self.ema.state_dict(),
@@ -303,17 +364,49 @@ class Trainer:
                             save_grid(made, self.run.path / "samples.png")
                     bar.set_postfix({"loss": f"{logs['loss']:.3f}", p: f"{row['test_' + p]:.4f}",
                                      **({"mask": f"{logs['mask_rate']:.2f}"} if "mask_rate" in logs else {})})
-                logs, window_t, window_steps = {}, 0.0, 0
-            if s % o.save_every == 0 or s == o.steps:  # every process: the state has collectives
+                self.logs, window_t, window_steps = {}, 0.0, 0
+            if saving or stopping:  # every process: the state has collectives
                 if self.world > 1:
                     dist.average_buffers(self.m)
                     dist.average_buffers(self.ema)
                 st = self.state()
                 if self.run:  # rank 0 only
                     self.run.save_checkpoint({**st, "meta": meta}, "last.pt")
+                self.saved_step = s
                 dist.barrier()
+            if stopping:
+                bar.close()
+                raise StopRequested(self.stop.signum if signalled else signal.SIGTERM, s)
         bar.close()
         return self.summary_metrics()
+
+    def _guard(self, s: int, fresh_logs: dict | None, res: dict | None, saving: bool, signalled: bool) -> bool:
+        """Where the logs are read anyway, before a checkpoint and at an evaluation: stop on a non-finite
+        loss, weight or test metric (so none is saved or chosen as best), and agree across processes on a
+        stop a signal asked for. Returns whether to stop at this step."""
+        bad = None
+        if fresh_logs is not None:
+            loss = fresh_logs["loss"]
+        elif "loss" in self.acc:  # steps since the last log read (a save between reads)
+            loss = (self.acc["loss"] / self.acc["n"]).item()
+        else:
+            loss = 0.0
+        p = self.primary
+        if not math.isfinite(loss):
+            bad = f"the training loss is {loss}"
+        for k in (f"test_{p}", "test_loss", f"val_{p}"):
+            if bad is None and res and k in res and not math.isfinite(res[k]):
+                bad = f"{k} is {res[k]}"
+        if bad is None and saving:  # one sync for all of them, at a save (which syncs anyway)
+            weights = [t for t in self.m.state_dict().values() if t.is_floating_point()]
+            if not bool(torch.stack([torch.isfinite(t).all() for t in weights]).all()):
+                bad = "the weights are not finite"
+        any_bad, stop = dist.any_true([bad is not None, signalled], self.dev)
+        if any_bad:
+            amp = " or try --amp off" if self.amp is not None else ""
+            raise Diverged(f"training diverged at step {s}: {bad or 'on another process'}; lower --lr "
+                           f"(now {self.o.lr:g}){amp} and start again")
+        return stop
 
     def summary_metrics(self) -> dict:
         """Classification reports the final test accuracy and the test accuracy at the selected

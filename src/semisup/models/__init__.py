@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -19,18 +20,36 @@ from .gan import ConvDiscriminator, MLPDiscriminator
 from .unet import SegNet, UNet
 from .wrn import WideResNet
 
+
+class Entry(NamedTuple):
+    """A registered network: how to build it, and the smallest square image (pixels a side) its
+    forward takes, measured by running it on sizes 1 to 32 in train and eval mode (the pooling
+    layers of the small CNNs need 4 px; below that PyTorch fails deep inside the forward)."""
+    build: Callable
+    min_size: int = 1
+
+
 MODELS = {
-    "cnn": lambda c, k: SmallCNN(c, k, width=32),
-    "cnn_small": lambda c, k: SmallCNN(c, k, width=16),
-    "wrn28_2": lambda c, k: WideResNet(c, k, depth=28, widen=2),
-    "cnn13": lambda c, k: CNN13(c, k),
-    "gan_cnn": lambda c, k: ConvDiscriminator(c, k, width=32),
-    "gan_cnn96": lambda c, k: ConvDiscriminator(c, k, width=96),
-    "cgan_d": lambda c, k: ProjDiscriminator(c, k),
+    "cnn": Entry(lambda c, k: SmallCNN(c, k, width=32), 4),
+    "cnn_small": Entry(lambda c, k: SmallCNN(c, k, width=16), 4),
+    "wrn28_2": Entry(lambda c, k: WideResNet(c, k, depth=28, widen=2)),
+    "cnn13": Entry(lambda c, k: CNN13(c, k), 4),
+    "gan_cnn": Entry(lambda c, k: ConvDiscriminator(c, k, width=32)),
+    "gan_cnn96": Entry(lambda c, k: ConvDiscriminator(c, k, width=96)),
+    "cgan_d": Entry(lambda c, k: ProjDiscriminator(c, k), 4),
 }
 # models that need the image size, built with (shape, num_classes)
-SIZED = {"mlp_gan": lambda shape, k: MLPDiscriminator(shape[0] * shape[1] * shape[2], k),
-         "m1m2": lambda shape, k: M1M2Classifier(shape[0] * shape[1] * shape[2], k)}
+SIZED = {"mlp_gan": Entry(lambda shape, k: MLPDiscriminator(shape[0] * shape[1] * shape[2], k)),
+         "m1m2": Entry(lambda shape, k: M1M2Classifier(shape[0] * shape[1] * shape[2], k))}
+
+
+def _check_size(name: str, entry: Entry, shape: tuple[int, int, int], registry: dict[str, Entry]) -> None:
+    h, w = shape[1:]
+    if min(h, w) < entry.min_size:
+        others = [n for n, e in registry.items() if e.min_size <= min(h, w)]
+        raise UserError(f"images are {w}x{h} pixels, smaller than --model {name} takes (at least "
+                        f"{entry.min_size}x{entry.min_size}); pass --image-size {max(entry.min_size, 8)} or more to "
+                        f"upsample them, or choose another --model ({', '.join(others[:4])} take this size)")
 
 
 def default_model(image_size: int) -> str:
@@ -41,18 +60,21 @@ def default_model(image_size: int) -> str:
 
 
 def build_model(name: str, shape: tuple[int, int, int], num_classes: int):
+    """The network `name` for images of `shape` (C, H, W); too small images are an error."""
     if name in SIZED:
-        return SIZED[name](shape, num_classes)
+        _check_size(name, SIZED[name], shape, {**MODELS, **SIZED})
+        return SIZED[name].build(shape, num_classes)
     if name not in MODELS:
         raise UserError(f"--model {name}: unknown model; choose one of {', '.join([*MODELS, *SIZED])}")
-    return MODELS[name](shape[0], num_classes)
+    _check_size(name, MODELS[name], shape, {**MODELS, **SIZED})
+    return MODELS[name].build(shape[0], num_classes)
 
 
-SEG_MODELS = {
-    "unet": lambda c, k: UNet(c, k, width=16),
-    "deeplabv3plus": lambda c, k: DeepLabV3Plus(c, k, depth=18),
-    "deeplabv3plus_r50": lambda c, k: DeepLabV3Plus(c, k, depth=50),
-    "deeplabv3plus_r101": lambda c, k: DeepLabV3Plus(c, k, depth=101),
+SEG_MODELS = {  # every size from 1 px works: the decoders upsample to the input's size
+    "unet": Entry(lambda c, k: UNet(c, k, width=16)),
+    "deeplabv3plus": Entry(lambda c, k: DeepLabV3Plus(c, k, depth=18)),
+    "deeplabv3plus_r50": Entry(lambda c, k: DeepLabV3Plus(c, k, depth=50)),
+    "deeplabv3plus_r101": Entry(lambda c, k: DeepLabV3Plus(c, k, depth=101)),
 }
 _UNET_N = re.compile(r"unet([1-9][0-9]*)")  # unet<N>: a U-Net of width N (the paper's is unet64)
 
@@ -64,8 +86,10 @@ def default_seg_model(shape: tuple[int, int, int]) -> str:
 
 def build_seg_model(name: str, shape: tuple[int, int, int], num_classes: int) -> SegNet:
     if name in SEG_MODELS:
-        model = SEG_MODELS[name](shape[0], num_classes)
+        _check_size(name, SEG_MODELS[name], shape, SEG_MODELS)
+        model = SEG_MODELS[name].build(shape[0], num_classes)
     elif m := _UNET_N.fullmatch(name):
+        _check_size(name, SEG_MODELS["unet"], shape, SEG_MODELS)
         model = UNet(shape[0], num_classes, width=int(m.group(1)))
     else:
         raise UserError(f"--model {name}: unknown segmentation model; choose one of "
