@@ -1,5 +1,7 @@
 """The command line as a new user meets it: errors are one line, exit 2, nothing written."""
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -106,3 +108,13 @@ def test_methods_and_data_commands(image_folder):
     assert r.returncode == 0, r.stderr
     assert "image folder (detected)" in r.stdout and "cat" in r.stdout and "unlabeled" in r.stdout
     assert "broken.jpg" in r.stdout and "problems: 1" in r.stdout
+
+
+def test_a_reader_that_stops_reading_is_not_a_traceback():
+    """`semisup predict RUN photos/ | head`: the pipe closes before semisup is done writing."""
+    p = subprocess.Popen([sys.executable, "-m", "semisup", "methods", "--verbose"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # the reader is gone before the first line
+    err = p.stderr.read()
+    p.wait(timeout=60)
+    assert p.returncode == 141 and err == "", err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from dataclasses import MISSING
 
@@ -234,6 +235,10 @@ def main(argv=None) -> None:
     try:
         {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "sample": cmd_sample, "methods": cmd_methods,
          "data": cmd_data}[a.command](a)
+        sys.stdout.flush()  # here, so that a reader gone away (`| head`) is caught below
+    except BrokenPipeError:  # the reader stopped reading: not an error, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush goes nowhere
+        sys.exit(141)  # 128 + SIGPIPE, as a shell reports it
     except UserError as e:
         sys.stderr.write(f"semisup {a.command}: error: {e}\n")
         sys.exit(2)
