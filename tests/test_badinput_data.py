@@ -489,6 +489,18 @@ def test_huge_image_is_a_problem_not_a_traceback(image_folder):
     assert "scan.png" in one_line(e) and "400000000 pixels" in str(e.value)
 
 
+def test_a_large_image_is_a_note_not_a_two_line_warning(image_folder):
+    """Between Pillow's warning size and twice it, an image is read: stderr gets no warning, the report a note."""
+    import subprocess
+    import sys
+
+    code = ("from PIL import Image; Image.MAX_IMAGE_PIXELS = 100\n"  # the 12x12 images (144 px) are "large"
+            "from semisup.cli import main; import sys; main(['data', sys.argv[1]])")
+    r = subprocess.run([sys.executable, "-c", code, str(image_folder)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "note: read 30 images of over 89 million pixels" in r.stdout, r.stdout
+
+
 def test_tar_with_links_hidden_members_and_a_broken_link(tmp_path):
     x, _ = blobs(4, 2, seed=9)
     root = tmp_path / "set"

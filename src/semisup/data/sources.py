@@ -17,6 +17,7 @@ import io
 import os
 import struct
 import tarfile
+import warnings
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,10 @@ import torch
 from PIL import Image
 
 from ..errors import Problems, UserError
+
+# an image above Pillow's warning size (89 Mpx) is read and noted (`_NOTES['large']`), not warned about on
+# two lines of stderr; twice that size stays an error (`_decode`)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 BUILTINS = ("digits", "shapes")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -135,7 +140,8 @@ _NOTES = {"orientation": "turned {n} images upright by their EXIF orientation (p
           "32-bit": "scaled {n} 32-bit images to 8 bits by their bit depth (value >> 24)",
           "float": "scaled {n} floating-point images of values 0..1 to 0..255",
           "transparency": "composited {n} images with transparency onto black (transparent pixels are 0)",
-          "frames": "read the first frame of {n} animated images"}
+          "frames": "read the first frame of {n} animated images",
+          "large": "read {n} images of over 89 million pixels (slow, and a lot of memory while decoded)"}
 
 
 def _orientation(im) -> int:
@@ -204,6 +210,8 @@ def _decode(name: str, data: bytes, problems: Problems, mask: bool = False, done
     try:
         im = Image.open(io.BytesIO(data))
         im.load()
+        if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+            done.append("large")
         if getattr(im, "n_frames", 1) > 1:
             done.append("frames")
         if ("exif" in im.info or im.format == "TIFF") and _orientation(im) not in (0, 1):
