@@ -143,6 +143,21 @@ def test_train_reports_generation_metrics_and_sample_writes_rows_per_class(tmp_p
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "files").iterdir()) == [str(c) for c in range(10)]
     assert sorted(p.name for p in (tmp_path / "files" / "7").iterdir()) == ["0000.png", "0001.png"]
+    # a folder of its own images is written again; a user's folder or a path under a file is refused
+    from semisup.api import sample
+    from semisup.errors import UserError
+
+    assert sample(str(out), 2, str(tmp_path / "files"))[1] == 20
+    mine = tmp_path / "photos"
+    (mine / "7").mkdir(parents=True)
+    (mine / "7" / "0000.png").write_bytes(b"my photo")
+    (mine / "notes.txt").write_text("mine")
+    for dest in (mine, tmp_path / "photos" / "notes.txt" / "grid.png", tmp_path / "photos" / "notes.txt"):
+        with pytest.raises(UserError) as e:
+            sample(str(out), 2, str(dest))
+        assert "--out" in str(e.value) and "\n" not in str(e.value)
+    assert (mine / "7" / "0000.png").read_bytes() == b"my photo" and sorted(p.name for p in mine.iterdir()) == [
+        "7", "notes.txt"]
 
 
 def test_metrics_unavailable_where_labels_are_unknown(image_folder, tmp_path):

@@ -907,13 +907,18 @@ def sample(run_dir: str, per_class: int = 10, out: str | None = None, seed: int 
     y = torch.arange(k).repeat_interleave(per_class)
     x = method.generate(y, torch.randn(len(y), method.z_dim, generator=g))
     dest = Path(out) if out else Path(run_dir) / "sample_grid.png"
+    _writable_folder(dest.parent if dest.suffix.lower() == ".png" else dest, f"--out {dest}")
     if dest.suffix.lower() == ".png":
+        if dest.is_dir():
+            raise UserError(f"--out {dest}: is a folder; give a .png file name for the grid, or a folder name "
+                            "without .png for one file per image")
         dest.parent.mkdir(parents=True, exist_ok=True)
         save_grid(x, dest, nrow=per_class)
         return dest, len(x)
     from .engine.runfolder import atomic_write
     from PIL import Image
 
+    _check_sample_folder(dest, meta["classes"])
     for i, (img, c) in enumerate(zip(x, y.tolist())):
         folder = dest / meta["classes"][c]
         folder.mkdir(parents=True, exist_ok=True)
@@ -921,6 +926,24 @@ def sample(run_dir: str, per_class: int = 10, out: str | None = None, seed: int 
         pic = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
         atomic_write(folder / f"{i % per_class:04d}.png", lambda p: pic.save(p, format="PNG"))
     return dest, len(x)
+
+
+def _check_sample_folder(dest: Path, classes: list[str]) -> None:
+    """Refuse, before writing, a folder holding anything but what `sample` writes there
+    (<class>/<NNNN>.png): its images would be replaced or mixed with the user's files."""
+    import re
+
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"--out {dest}: is a file; give a folder, or a .png file name for a grid")
+    if not dest.is_dir():
+        return
+    ours = re.compile(r"\d{4}\.png")
+    for p in sorted(dest.rglob("*")):
+        rel = p.relative_to(dest).parts
+        if not (len(rel) == 1 and rel[0] in classes and p.is_dir()) and not (
+                len(rel) == 2 and rel[0] in classes and ours.fullmatch(rel[1]) and p.is_file()):
+            raise UserError(f"--out {dest}: holds {p}, which `semisup sample` did not write; choose a new or empty "
+                            "folder")
 
 
 def image_files(paths: list[str], notes: list[str] | None = None) -> list[tuple[str, Path | None, str, str]]:
