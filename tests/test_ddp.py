@@ -30,34 +30,44 @@ def test_batch_must_split_evenly(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-FLEX_SCRIPT = """
+STATE_SCRIPT = """
+import sys
 import torch
 from semisup.api import prepare, resolve
 from semisup.engine import dist
 from semisup.engine.trainer import Trainer, TrainOptions
 
 rank, world, device = dist.setup("cpu")
-cfg = resolve({"method": "flexmatch", "steps": 8, "batch_size": 16, "unlabeled_ratio": 4, "threshold": 0.3,
-               "quiet": True})
+options = {"threshold": 0.3} if sys.argv[1] == "flexmatch" else {}
+cfg = resolve({"method": sys.argv[1], "steps": 8, "batch_size": 16, "unlabeled_ratio": 4, "quiet": True, **options})
 data, views, m = prepare(cfg)
 t = Trainer(m, data, views, TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__}), None,
             device, rank, world)
-for _ in range(8):
+for step in range(8):
     t.train_step()
-tables = dist.gather(m.selected.clone())
+    for name, b in m.named_buffers(recurse=False):  # the method's own state, after every step
+        mine = dist.gather(b.clone())
+        if rank == 0:
+            assert all(torch.equal(mine[0], x) for x in mine[1:]), f"{name} differs between processes at step {step}"
 if rank == 0:
-    assert all(torch.equal(tables[0], x) for x in tables[1:]), "tables differ between processes"
-    print("rows set", int((tables[0] >= 0).sum()))
+    print("checked", sorted(n for n, _ in m.named_buffers(recurse=False)))
+    if sys.argv[1] == "flexmatch":
+        print("rows set", int((m.selected >= 0).sum()))
 dist.cleanup()
 """
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
-def test_flexmatch_table_is_the_same_on_every_process(tmp_path):
-    script = tmp_path / "flex.py"
-    script.write_text(FLEX_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)]
+@pytest.mark.parametrize("method,state", [("flexmatch", "selected"), ("freematch", "time_p"),
+                                          ("softmatch", "p_model"), ("remixmatch", "p_target")])
+def test_method_state_is_the_same_on_every_process_after_every_step(tmp_path, method, state):
+    """FlexMatch's table, FreeMatch's thresholds, SoftMatch's and ReMixMatch's running statistics
+    come from the global batch, so both processes hold the same state after every step."""
+    script = tmp_path / "state.py"
+    script.write_text(STATE_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script), method]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = int(r.stdout.split("rows set")[1].split()[0])
-    assert rows > 0  # confident predictions were recorded (and identically on both processes)
+    assert state in r.stdout.split("checked")[1]
+    if method == "flexmatch":
+        assert int(r.stdout.split("rows set")[1].split()[0]) > 0  # confident predictions were recorded

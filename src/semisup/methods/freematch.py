@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Hyper, Method, option
+from .base import Batch, Hyper, Method, gather_batch, option
 
 
 @dataclass
@@ -19,7 +19,9 @@ class FreeMatch(Method):
     mean class probability, tau_t(c) = MaxNorm(p_t)(c) * tau_t (Eq. 7-9); plus the
     self-adaptive fairness loss L_f = -H(SumNorm(p_t / h_t), SumNorm(p_bar / h_bar)) (Eq. 11)
     over the strong views that pass. All statistics are buffers, initialised to 1/K as in the
-    paper; the masked means are weighted sums, so nothing waits on the host."""
+    paper; the masked means are weighted sums, so nothing waits on the host. Under torchrun the
+    statistics are taken over the global batch (as USB all-gathers), so every process holds the
+    same thresholds."""
 
     name = "freematch"
     paper = "Wang et al. 2023, FreeMatch: self-adaptive thresholding for semi-supervised learning"
@@ -39,9 +41,12 @@ class FreeMatch(Method):
         conf, pl = probs.max(-1)
         m = self.hp.ema_p
         with torch.no_grad():
-            self.time_p.mul_(m).add_((1 - m) * conf.mean())
-            self.p_model.mul_(m).add_((1 - m) * probs.mean(0))
-            self.label_hist.mul_(m).add_((1 - m) * torch.bincount(pl, minlength=self.num_classes).float() / len(pl))
+            every, = gather_batch(probs)  # the global batch: the same statistics on every process
+            top, label = every.max(-1)
+            self.time_p.mul_(m).add_((1 - m) * top.mean())
+            self.p_model.mul_(m).add_((1 - m) * every.mean(0))
+            self.label_hist.mul_(m).add_((1 - m) * torch.bincount(label, minlength=self.num_classes).float()
+                                         / len(label))
             mask = (conf >= self.time_p * (self.p_model / self.p_model.max())[pl]).float()
         out = self.pseudo_label_losses(lx, batch.y, strong, pl, mask, self.hp.lambda_u)
         out["loss_fair"] = self.hp.lambda_f * self.fairness(strong, mask)

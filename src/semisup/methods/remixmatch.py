@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Batch, Hyper, Method, frozen_bn, linear_ramp, mixup, option, sharpen
+from .base import Batch, Hyper, Method, frozen_bn, gather_batch, linear_ramp, mixup, option, sharpen
 
 
 @dataclass
@@ -32,7 +32,8 @@ class ReMixMatch(Method):
     """ReMixMatch (Berthelot et al. 2020, Algorithm 1): MixMatch with
     - distribution alignment (Sec. 3.2, Eq. 1): the weak-view prediction q is multiplied by
       p(y) / p~(y) and renormalised, p~ the running mean of predictions on unlabeled images and
-      p(y) the labeled class distribution (both running means in buffers);
+      p(y) the labeled class distribution (both running means in buffers, over the global batch under
+      torchrun, so every process holds the same);
     - augmentation anchoring (Sec. 3.3): the sharpened, aligned weak-view guess is the target of
       K strong views; labeled images and the strong views are mixed with MixUp and trained with
       cross-entropy;
@@ -60,8 +61,9 @@ class ReMixMatch(Method):
         m = self.hp.ema_p
         with torch.no_grad(), frozen_bn(self.model):
             q = self.model(batch.u["weak"]).float().softmax(-1)
-            self.p_model.mul_(m).add_((1 - m) * q.mean(0))
-            self.p_target.mul_(m).add_((1 - m) * onehot.mean(0))
+            every_q, every_y = gather_batch(q, onehot)  # the global batch: the same on every process
+            self.p_model.mul_(m).add_((1 - m) * every_q.mean(0))
+            self.p_target.mul_(m).add_((1 - m) * every_y.mean(0))
             q = q * self.p_target / (self.p_model + 1e-6)
             guess = sharpen(q / q.sum(-1, keepdim=True), self.hp.temperature)
         x, t = mixup(torch.cat([batch.x["weak"], s1, s2]), torch.cat([onehot, guess, guess]), self.hp.mixup_alpha)

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Batch, Hyper, Method, option
+from .base import Batch, Hyper, Method, gather_batch, option
 
 
 @dataclass
@@ -18,7 +18,9 @@ class SoftMatch(Method):
     its confidence, lambda(p) = exp(-(max p - mu_t)^2 / (2 sigma_t^2 / n_sigma^2)) below mu_t and 1
     above (Eq. 7, with USB's n_sigma = 2), mu_t and sigma_t^2 the EMA of the batch mean and
     variance of the top confidence (Eq. 8, initialised to 1/K and 1). Uniform alignment divides
-    the weak-view prediction by the EMA class prior before it is used (Eq. 9)."""
+    the weak-view prediction by the EMA class prior before it is used (Eq. 9). Under torchrun the
+    prior, mean and variance are taken over the global batch (as USB all-gathers), so every
+    process holds the same ones."""
 
     name = "softmatch"
     paper = "Chen et al. 2023, SoftMatch: addressing the quantity-quality trade-off in semi-supervised learning"
@@ -36,13 +38,19 @@ class SoftMatch(Method):
         probs = weak.softmax(-1)
         m = self.hp.ema_p
         with torch.no_grad():
+            every, = gather_batch(probs)  # the global batch: the same statistics on every process
             if self.hp.dist_align:
-                self.p_model.mul_(m).add_((1 - m) * probs.mean(0))
-                probs = probs / self.num_classes / (self.p_model + 1e-6)
-                probs = probs / probs.sum(-1, keepdim=True)
+                self.p_model.mul_(m).add_((1 - m) * every.mean(0))
+                probs, every = (self._aligned(p) for p in (probs, every))
             conf, pl = probs.max(-1)
-            self.mu.mul_(m).add_((1 - m) * conf.mean())
-            self.var.mul_(m).add_((1 - m) * conf.var())
+            top = every.max(-1)[0]
+            self.mu.mul_(m).add_((1 - m) * top.mean())
+            self.var.mul_(m).add_((1 - m) * top.var())
             below = (conf - self.mu).clamp(max=0)
             mask = torch.exp(-below ** 2 / (2 * self.var / self.hp.n_sigma ** 2))
         return self.pseudo_label_losses(lx, batch.y, strong, pl, mask, self.hp.lambda_u)
+
+    def _aligned(self, probs: torch.Tensor) -> torch.Tensor:
+        """Uniform alignment (Eq. 9): divided by the class prior, renormalised."""
+        probs = probs / self.num_classes / (self.p_model + 1e-6)
+        return probs / probs.sum(-1, keepdim=True)
