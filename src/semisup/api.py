@@ -18,9 +18,9 @@ from .data.split import make_semidata
 from .data.segviews import seg_view_maker_for
 from .data.views import view_maker_for
 from .engine import dist
-from .engine.runfolder import RunFolder, check_out, load_checkpoint
+from .engine.runfolder import RunFolder, check_out, check_writable, load_checkpoint
 from .engine.trainer import Diverged, StopRequested, StopRequests, Trainer, TrainOptions, evaluate, predict_logits
-from .errors import Stopped, UserError, disk_error, out_of_memory
+from .errors import Stopped, UserError, disk_error, first_line, out_of_memory
 from .methods import METHODS, get_method
 from .models import build_model, build_seg_model, default_model, load_encoder
 
@@ -333,7 +333,7 @@ def _explained(e: BaseException, cfg: dict, out: Path, trainer, run, took: bool,
         return UserError(f"{e}; " + (f"the last good checkpoint{n} is kept in {out}" if saved else tail))
     if out_of_memory(e):
         where = at or " while loading the data or building the model"
-        return UserError(f"out of memory{where} ({_first_line(e)}); {_lower(cfg)}" + (f"; {tail}" if took else ""))
+        return UserError(f"out of memory{where} ({first_line(e)}); {_lower(cfg)}" + (f"; {tail}" if took else ""))
     if isinstance(e, OSError) and disk_error(e, out) is not None:
         e = disk_error(e, out)
     if isinstance(e, UserError):
@@ -341,10 +341,6 @@ def _explained(e: BaseException, cfg: dict, out: Path, trainer, run, took: bool,
     if took and hasattr(e, "add_note"):
         e.add_note(f"semisup train: {tail}")
     return e
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _lower(cfg: dict) -> str:
@@ -688,15 +684,6 @@ def _check_some_read(rows) -> None:
                                                     f"({first}; and {len(bad) - 1} more)")
 
 
-def _writable_folder(path: Path, what: str) -> None:
-    """Refuse, before any work, a path whose folder could not be made: a file where a folder goes."""
-    above = path
-    while not above.exists() and above != above.parent:
-        above = above.parent
-    if above.exists() and not above.is_dir():
-        raise UserError(f"{what}: {above} is a file, not a folder; choose another place")
-
-
 def _input_ids(inputs) -> set[tuple[int, int]]:
     """(device, inode) of each input file: an output path that is one of them is an input."""
     ids = set()
@@ -721,7 +708,7 @@ def _csv_out(out: str, inputs) -> Path:
         raise UserError(f"--out {out}: is a folder; give a file name for the CSV, e.g. {p / 'predictions.csv'}")
     if _is_input(p, _input_ids(inputs)):
         raise UserError(f"--out {out}: is one of the input images; give another file name for the CSV")
-    _writable_folder(p.parent, f"--out {out}")
+    check_writable(p.parent, f"--out {out}")
     return p
 
 
@@ -800,7 +787,7 @@ def _check_masks_out(out: Path, paths: list[str], inputs, stems, earlier) -> int
             raise UserError(f"--out {out}: {'is' if real_out == d else 'is inside'} the input folder {arg}; the "
                             "masks would mix with the images (and replace those of the same name); choose a "
                             "folder outside it")
-    _writable_folder(out, f"--out {out}")
+    check_writable(out, f"--out {out}")
     ids, ours = _input_ids(inputs), {name for r in earlier for name in r[1:3] if name}
     foreign, replaced = [], 0
     for stem in (s for s in stems if s is not None):
@@ -907,7 +894,7 @@ def sample(run_dir: str, per_class: int = 10, out: str | None = None, seed: int 
     y = torch.arange(k).repeat_interleave(per_class)
     x = method.generate(y, torch.randn(len(y), method.z_dim, generator=g))
     dest = Path(out) if out else Path(run_dir) / "sample_grid.png"
-    _writable_folder(dest.parent if dest.suffix.lower() == ".png" else dest, f"--out {dest}")
+    check_writable(dest.parent if dest.suffix.lower() == ".png" else dest, f"--out {dest}")
     if dest.suffix.lower() == ".png":
         if dest.is_dir():
             raise UserError(f"--out {dest}: is a folder; give a .png file name for the grid, or a folder name "

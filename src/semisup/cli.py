@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import MISSING
 
-from .errors import Stopped, UserError, disk_error, out_of_memory
+from .errors import Stopped, UserError, disk_error, first_line, out_of_memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -251,8 +251,7 @@ def main(argv=None) -> None:
         sys.exit(130)
     except (MemoryError, RuntimeError, OSError) as e:
         if out_of_memory(e):
-            why = (str(e).strip().splitlines() or ["MemoryError"])[0]
-            line = f"out of memory ({why}); use fewer or smaller images at a time"
+            line = f"out of memory ({first_line(e)}); use fewer or smaller images at a time"
         elif isinstance(e, OSError) and disk_error(e) is not None:
             line = str(disk_error(e))
         else:

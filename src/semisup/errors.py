@@ -29,6 +29,11 @@ class Stopped(Exception):
         self.status = status
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none), for a one-line error."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def out_of_memory(e: BaseException) -> bool:
     """CUDA's OutOfMemoryError, the CPU allocator's RuntimeError, or Python's MemoryError."""
     return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(

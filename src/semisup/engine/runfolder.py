@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..errors import UserError, disk_error, out_of_memory
+from ..errors import UserError, disk_error, first_line, out_of_memory
 
 MARKER = ".semisup-run"
 # what a run (and eval, predict, sample with their default outputs) writes in its folder
@@ -120,17 +120,18 @@ def run_state(path: Path) -> str:
     return "interrupted"
 
 
-def _writable(path: Path) -> None:
-    """Refuse an --out that cannot be made: under a file, on a read-only disk, or without permission."""
-    up = path
+def check_writable(path: Path, what: str) -> None:
+    """Refuse, before any work, a folder `path` that cannot be made or written: under a file, on a
+    read-only disk, or without permission. `what` starts the message (the option, e.g. "--out X")."""
+    up = Path(path)
     while not up.exists() and up != up.parent:
         up = up.parent
     if not up.is_dir():
-        raise UserError(f"--out {path}: {up} is a file, not a folder; choose another --out")
+        raise UserError(f"{what}: {up} is a file, not a folder; choose another {what.split()[0]}")
     if not os.access(up, os.W_OK | os.X_OK):
         ro = hasattr(os, "statvfs") and os.statvfs(up).f_flag & os.ST_RDONLY
-        raise UserError(f"--out {path}: {up} is {'on a read-only file system' if ro else 'not writable'}; "
-                        "choose another --out")
+        raise UserError(f"{what}: {up} is {'on a read-only file system' if ro else 'not writable'}; "
+                        f"choose another {what.split()[0]}")
 
 
 def check_out(path: Path, resume: bool, overwrite: bool) -> str:
@@ -144,7 +145,7 @@ def check_out(path: Path, resume: bool, overwrite: bool) -> str:
         example = next((n for n in names if not _run_file(n)), names[0])
         raise UserError(f"--out {path}: not a semisup run folder (it holds {example}); choose a new or empty "
                         "folder for --out")
-    _writable(path)
+    check_writable(path, f"--out {path}")
     if state == "running":
         raise UserError(f"--out {path}: a run is being written there now ({lock_holder(path)}, see "
                         f"{path / 'run.lock'}); wait for it or choose another --out")
@@ -282,8 +283,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     except Exception as e:  # torn zip (RuntimeError), garbage (UnpicklingError), truncated pickle (EOFError), ...
         if out_of_memory(e):
             raise
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path}: cannot read the checkpoint ({why}); the file is torn or not a semisup "
+        raise UserError(f"{path}: cannot read the checkpoint ({first_line(e)}); the file is torn or not a semisup "
                         "checkpoint") from None
 
 

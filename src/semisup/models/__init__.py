@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn as nn
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .cnn import SmallCNN
 from .cgan import M1M2Classifier, ProjDiscriminator
 from .cnn13 import CNN13
@@ -118,8 +118,7 @@ def load_encoder(model: SegNet, path) -> int:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (truncated, not a zip or pickle, objects other than tensors...)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{where}: cannot be read as a PyTorch state dict ({first[:120]}); "
+        raise UserError(f"{where}: cannot be read as a PyTorch state dict ({first_line(e)[:120]}); "
                         "save one with torch.save(model.state_dict(), path)") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
