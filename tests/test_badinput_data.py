@@ -327,7 +327,7 @@ def test_images_too_small_for_the_model(tmp_path):
 
 
 def test_model_minimum_sizes_are_measured():
-    from semisup.models import MODELS, SEG_MODELS, SIZED, build_model
+    from semisup.models import MODELS, SEG_MODELS, SIZED, build_model, build_seg_model
 
     for name, entry in {**MODELS, **SIZED}.items():
         s = entry.min_size
@@ -337,7 +337,13 @@ def test_model_minimum_sizes_are_measured():
         if s > 1:
             with pytest.raises(UserError, match=rf"{s - 1}x{s - 1}.*--model {name}"):
                 build_model(name, (3, s - 1, s - 1), 2)
-    assert all(e.min_size >= 1 for e in SEG_MODELS.values())
+            raw = (entry.build((3, s - 1, s - 1), 2) if name in SIZED else entry.build(3, 2)).eval()
+            with pytest.raises(RuntimeError), torch.no_grad():  # the minimum is tight: one pixel less fails
+                raw(torch.rand(1, 3, s - 1, s - 1))
+    for name, entry in SEG_MODELS.items():  # segmentation decoders upsample to the input: any size
+        net = build_seg_model(name, (3, entry.min_size, entry.min_size), 2).eval()
+        with torch.no_grad():
+            assert net(torch.rand(1, 3, entry.min_size, entry.min_size)).shape[-2:] == (entry.min_size,) * 2
 
 
 # ----------------------------------------------------------------------------- item 14: CSV headers
