@@ -26,7 +26,7 @@ from .models import build_model, build_seg_model, default_model, load_encoder
 
 RUN_KEYS = dict(task="classify", method="fixmatch", data="digits", labels=None, labels_per_class=None,
                 labeled_fraction=None, model=None, device="auto", flip=None, classes=None, image_size=None,
-                init=None)
+                init=None, include_labeled=True)
 # Defaults per task above the common ones: segmentation trains a network from scratch on few,
 # large images (weight decay 1e-4 as SSL4MIS's U-Nets; UniMatch's equal labeled and unlabeled
 # batches; lr 0.05, not SSL4MIS's 0.01: U-Net on shapes, 50 labels, 1,000 steps, test mean IoU
@@ -34,7 +34,7 @@ RUN_KEYS = dict(task="classify", method="fixmatch", data="digits", labels=None, 
 TASK_DEFAULTS = {
     "generate": dict(method="triple_gan"),
     "segment": dict(data="shapes", method="mean_teacher", batch_size=8, unlabeled_ratio=1, lr=0.05, weight_decay=1e-4,
-                    eval_every=100, save_every=500),
+                    eval_every=100, save_every=500, include_labeled=False),
 }
 # Defaults per built-in data set, chosen so that the run fits a small CPU budget.
 DATA_DEFAULTS = {
@@ -149,9 +149,9 @@ def prepare(cfg: dict):
     if not segment and cfg["image_size"] is None and src.size_on_disk:  # photos resized by default
         cfg["image_size"] = src.shape[1]  # recorded, so eval and a rerun read the data at this size
     data = make_semidata(src, cfg["labels"], cfg["labels_per_class"], cfg["seed"],
-                         labeled_fraction=cfg["labeled_fraction"])
+                         labeled_fraction=cfg["labeled_fraction"], include_labeled=cfg["include_labeled"])
     method_cls = get_method(cfg["method"], cfg["task"])
-    if method_cls.unlabeled_views and len(data.unlabeled) == 0:
+    if method_cls.unlabeled_views and len(data.unlabeled) == (len(data.labeled) if cfg["include_labeled"] else 0):
         raise UserError(f"--method {cfg['method']}: there are no unlabeled images; ask for fewer labels "
                         "(--labels) or add unlabeled images")
     c, h, w = src.shape
@@ -209,7 +209,7 @@ def train(given: dict, config: dict | None = None, out: str | None = None, resum
         if changed:
             raise UserError(f"--resume: --{changed[0].replace('_', '-')} differs from {saved_path}; "
                             "a resumed run keeps its options")
-        config = saved_cfg
+        config = {"include_labeled": False, **saved_cfg}  # a config without the key: a pool without them
     cfg = resolve(given, config)
     for opt, n in (("--batch-size", cfg["batch_size"]), ("--batch-size x --unlabeled-ratio",
                                                          cfg["batch_size"] * cfg["unlabeled_ratio"])):
@@ -257,6 +257,7 @@ def train(given: dict, config: dict | None = None, out: str | None = None, resum
             summary = {"task": cfg["task"], "method": cfg["method"], "data": str(cfg["data"]),
                        "data_format": data.source.kind, "model": cfg["model"],
                        "num_labeled": len(data.labeled), "num_unlabeled": len(data.unlabeled),
+                       "unlabeled_includes_labeled": cfg["include_labeled"],
                        "num_test": len(data.test.y), "test_split": data.test_name,
                        "steps": cfg["steps"], "seed": cfg["seed"], "processes": world, "device": str(device),
                        **result}

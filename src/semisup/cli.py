@@ -37,7 +37,7 @@ def _train_parser(sub) -> None:
                                     "options given here override it")
     g.add_argument("--task", help="classify (default), segment (default for segmentation data: a folder "
                                   "with images/ and masks/, the CamVid layout, a dataset card, shapes) or "
-                                  "generate (a class-conditional generator with a classifier; default cgan_pseudo)")
+                                  "generate (a class-conditional generator with a classifier; default triple_gan)")
     g.add_argument("--method", help=f"the algorithm (default {RUN_KEYS['method']}); `semisup methods` lists them")
     g.add_argument("--data", help="a built-in name (digits; shapes for segmentation) or a path: IDX folder, "
                                   "image folder or .tar(.gz), .csv manifest, .npz; segmentation: a folder "
@@ -47,6 +47,9 @@ def _train_parser(sub) -> None:
     g.add_argument("--labels-per-class", type=int, help="labeled images to draw per class")
     g.add_argument("--labeled-fraction", type=float, help="share of the training images to label, "
                                                           "e.g. 0.125 (segmentation: images with masks)")
+    g.add_argument("--include-labeled", type=_bool, help="the labeled images are in the unlabeled pool too "
+                                                         "(default: true, as FixMatch and USB; segmentation: "
+                                                         "false, as UniMatch's splits)")
     g.add_argument("--image-size", type=int, help="classification: every image resized to this square as it "
                                                   "is read, the shorter side scaled to N and the longer one "
                                                   "centre-cropped (default: the images' size; photos with a side "
@@ -64,7 +67,8 @@ def _train_parser(sub) -> None:
     defaults = TrainOptions()
     for name, typ, h in (("steps", int, "training steps"), ("batch_size", int, "labeled images per step, global"),
                          ("unlabeled_ratio", int, "unlabeled images per labeled one (mu)"),
-                         ("lr", float, "learning rate (cosine decay)"), ("momentum", float, "SGD momentum"),
+                         ("lr", float, "learning rate (the method's schedule scales it)"),
+                         ("momentum", float, "SGD momentum"),
                          ("nesterov", _bool, "Nesterov momentum"), ("weight_decay", float, "weight decay"),
                          ("ema", float, "EMA decay of the evaluated weights"),
                          ("eval_every", int, "steps between evaluations"),

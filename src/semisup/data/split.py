@@ -44,10 +44,13 @@ def _per_class(y: torch.Tensor, k: int) -> list[torch.Tensor]:
 
 
 def make_semidata(src: Source, labels: int | None = None, labels_per_class: int | None = None,
-                  seed: int = 0, holdout: float = 0.2, labeled_fraction: float | None = None) -> SemiData:
+                  seed: int = 0, holdout: float = 0.2, labeled_fraction: float | None = None,
+                  include_labeled: bool = False) -> SemiData:
     """Draw the labeled subset, class-balanced, from `seed` (a CPU generator: the same on every
     process). Without `labels`/`labels_per_class`/`labeled_fraction`, every labeled training
-    image is used. Segmentation draws whole images with masks, uniformly."""
+    image is used. Segmentation draws whole images with masks, uniformly. The unlabeled pool is
+    the other training images, and the labeled ones too with `include_labeled` (their labels
+    unread there, as FixMatch's and USB's `include_lb_to_ulb`)."""
     given = [n for n, v in (("--labels", labels), ("--labels-per-class", labels_per_class),
                             ("--labeled-fraction", labeled_fraction)) if v is not None]
     if len(given) > 1:
@@ -55,7 +58,7 @@ def make_semidata(src: Source, labels: int | None = None, labels_per_class: int 
     if labeled_fraction is not None and not 0 < labeled_fraction <= 1:
         raise UserError(f"--labeled-fraction {labeled_fraction}: must be in (0, 1]")
     if src.task == "segment":
-        return _seg_semidata(src, labels, labels_per_class, labeled_fraction, seed, holdout)
+        return _seg_semidata(src, labels, labels_per_class, labeled_fraction, seed, holdout, include_labeled)
     k = len(src.classes)
     y = src.train.y
     train_idx = torch.arange(len(y))
@@ -100,10 +103,11 @@ def make_semidata(src: Source, labels: int | None = None, labels_per_class: int 
         labeled = train_idx[ytr >= 0]
     if len(labeled) == 0:
         raise UserError(f"{src.name}: no labeled training images; label some or give class folders")
-    return _semidata(src, train_idx, labeled, test, val, test_name)
+    return _semidata(src, train_idx, labeled, test, val, test_name, include_labeled)
 
 
-def _seg_semidata(src: Source, labels, labels_per_class, fraction, seed: int, holdout: float) -> SemiData:
+def _seg_semidata(src: Source, labels, labels_per_class, fraction, seed: int, holdout: float,
+                  include_labeled: bool) -> SemiData:
     if labels_per_class is not None:
         raise UserError("--labels-per-class: segmentation draws whole images; use --labels N or --labeled-fraction F")
     y = src.train.y
@@ -132,15 +136,15 @@ def _seg_semidata(src: Source, labels, labels_per_class, fraction, seed: int, ho
     if len(pool) == 0:
         raise UserError(f"{src.name}: no training images with masks; add masks or a masks/ folder")
     labeled = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]]
-    return _semidata(src, train_idx, labeled, test, val, test_name)
+    return _semidata(src, train_idx, labeled, test, val, test_name, include_labeled)
 
 
-def _semidata(src: Source, train_idx, labeled, test, val, test_name: str) -> SemiData:
-    """The rest of the training images are the unlabeled pool; the statistics are the labeled
-    images' per-channel mean and std."""
+def _semidata(src: Source, train_idx, labeled, test, val, test_name: str, include_labeled: bool) -> SemiData:
+    """The rest of the training images (and the labeled ones with `include_labeled`) are the
+    unlabeled pool; the statistics are the labeled images' per-channel mean and std."""
     mask = torch.zeros(len(src.train.x), dtype=torch.bool)
     mask[train_idx] = True
-    mask[labeled] = False
+    mask[labeled] = include_labeled
     x = src.train.x[labeled].float().div_(255)
     mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3)).clamp_min(1e-3)
     return SemiData(src, labeled, mask.nonzero().flatten(), test, val, test_name, mean, std)

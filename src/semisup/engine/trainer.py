@@ -161,8 +161,7 @@ class Trainer:
         self.m.to(device)
         self.m.to(memory_format=torch.channels_last)  # CPU here: WRN-28-2 201 -> 251, cnn_small 4,591 -> 5,968 img/s
         self.opt = method.configure_optimizer(o.lr, o.momentum, o.nesterov, o.weight_decay)
-        # FixMatch's schedule: lr * cos(7 pi k / (16 K))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: math.cos(7 * math.pi * k / (16 * o.steps)))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: method.lr_factor(k, o.steps))
         self.ema = EMA(self.m.model, o.ema).to(device)
         self.phase_starts = set(self.m.phase_starts(o.steps))
         # BatchNorm running statistics warm up like the EMA: momentum max(m, 9 / (10 + n)), so a

@@ -9,7 +9,6 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -108,6 +107,12 @@ class Method(nn.Module):
                                 {"params": no_decay, "weight_decay": 0.0}],
                                lr=lr, momentum=momentum, nesterov=nesterov)
 
+    def lr_factor(self, k: int, steps: int) -> float:
+        """The learning rate at step k of `steps`, as a factor of --lr. FixMatch's cosine decay,
+        cos(7 pi k / (16 K)) (Sohn et al. 2020; USB's default for every classic CV method); a
+        method whose paper schedules otherwise overrides this, as it does the optimiser."""
+        return math.cos(7 * math.pi * k / (16 * steps))
+
     def samples(self) -> torch.Tensor | None:
         """Images the method makes (a generator's), as a [0, 1] grid C x H x W, saved in the run
         folder at each evaluation; None for methods that make none."""
@@ -161,14 +166,21 @@ def frozen_bn(model: nn.Module):
 
 
 def mixup(x: torch.Tensor, target: torch.Tensor, alpha: float):
-    """MixUp as MixMatch uses it (Berthelot et al. 2019, Eq. 8-11): one lambda ~ Beta(alpha, alpha)
-    per batch, lambda' = max(lambda, 1 - lambda) so each mixed example stays closer to its
-    own input, mixed with a random permutation of the batch. Lambda comes from NumPy's
-    generator, which the checkpoint saves, so no device sync is needed."""
-    lam = float(np.random.beta(alpha, alpha)) if alpha > 0 else 1.0
-    lam = max(lam, 1 - lam)
-    perm = torch.randperm(len(x), device=x.device)
-    return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
+    """MixUp as MixMatch uses it (Berthelot et al. 2019, Eq. 8-11, and the authors' code): one
+    lambda ~ Beta(alpha, alpha) per example, lambda' = max(lambda, 1 - lambda) so each mixed
+    example stays closer to its own input, mixed with a random permutation of the batch. (USB
+    draws one lambda per batch.) The draws come from torch's generator on the device, which the
+    checkpoint saves, so no host sync is needed."""
+    n = len(x)
+    if alpha > 0:
+        a = torch.full((n,), float(alpha), device=x.device)
+        lam = torch.distributions.Beta(a, a).sample()
+        lam = torch.maximum(lam, 1 - lam)
+    else:
+        lam = torch.ones(n, device=x.device)
+    perm = torch.randperm(n, device=x.device)
+    lx, lt = lam.view(-1, *[1] * (x.ndim - 1)).to(x.dtype), lam.view(-1, *[1] * (target.ndim - 1))
+    return lx * x + (1 - lx) * x[perm], lt * target + (1 - lt) * target[perm]
 
 
 def sharpen(p: torch.Tensor, t: float) -> torch.Tensor:

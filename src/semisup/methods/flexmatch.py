@@ -17,9 +17,11 @@ class FlexMatch(Method):
     class, T_t(c) = M(beta_t(c)) * tau, M(x) = x / (2 - x) (the convex mapping, Eq. 7), where
     beta_t(c) = sigma_t(c) / max(max_c sigma_t, N - sum_c sigma_t) (Eq. 5 with the threshold
     warm-up of Eq. 11) and sigma_t(c) counts the unlabeled images whose latest confident
-    (> tau) prediction is c. The per-image prediction table is a buffer on the device, so it is
-    checkpointed, and the counts are one bincount per step: no host copy (USB's FlexMatch copies
-    the table to the host every step). Paper defaults: tau 0.95, lambda_u 1, as FixMatch.
+    (>= tau) prediction is c. As in USB's FlexMatchThresholdingHook, a step's mask uses the
+    thresholds from the steps before it, and the table is updated after. The per-image
+    prediction table is a buffer on the device, so it is checkpointed, and the counts are one
+    bincount per step: no host copy (USB's FlexMatch copies the table to the host every step).
+    Paper defaults: tau 0.95, lambda_u 1, mu 7, as FixMatch.
     Under torchrun the processes exchange their shares' predictions each step, so every process
     holds the same table."""
 
@@ -44,8 +46,8 @@ class FlexMatch(Method):
     def step(self, batch: Batch):
         lx, weak, strong = self.weak_strong_logits(batch)
         conf, pl = weak.softmax(-1).max(-1)
-        with torch.no_grad():  # learning status first, then the mask (as the reference code)
-            idx, c, p = gather_batch(batch.u_index, conf, pl)
-            self.selected[idx] = torch.where(c > self.hp.threshold, p, self.selected[idx])
+        with torch.no_grad():  # the mask from the learning status so far, then the update (USB's order)
             mask = (conf >= self.class_thresholds()[pl]).float()
+            idx, c, p = gather_batch(batch.u_index, conf, pl)
+            self.selected[idx] = torch.where(c >= self.hp.threshold, p, self.selected[idx])
         return self.pseudo_label_losses(lx, batch.y, strong, pl, mask, self.hp.lambda_u)

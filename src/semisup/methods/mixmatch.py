@@ -18,10 +18,12 @@ class MixMatch(Method):
     """MixMatch (Berthelot et al. 2019, Algorithm 1): the label of each unlabeled image is
     guessed by averaging the predictions on K = 2 weak views and sharpening with temperature
     T (Eq. 6-7); labeled and unlabeled images with their (guessed) labels are then mixed with
-    MixUp, lambda' = max(lambda, 1 - lambda) (Eq. 8-11); cross-entropy on the mixed labeled
-    part, squared error of probabilities on the mixed unlabeled part weighted by lambda_U
-    (Eq. 2-5). Paper defaults T 0.5, K 2, alpha 0.75, lambda_U 75 (CIFAR-10), linearly ramped
-    up (the paper over its first 16k of 1M steps; here over 40% of the shorter runs). The
+    MixUp, one lambda per example, lambda' = max(lambda, 1 - lambda) (Eq. 8-11, the authors'
+    code); cross-entropy on the mixed labeled part, squared error of probabilities on the mixed
+    unlabeled part weighted by lambda_U (Eq. 2-5). Paper defaults T 0.5, K 2, alpha 0.75,
+    lambda_U 75 (CIFAR-10), one unlabeled image per labeled one (as USB's
+    `mixmatch_cifar10_*.yaml`), linearly ramped up: the paper over its first 16k of 1M steps;
+    here over 40% of the run, as USB's `unsup_warm_up: 0.4`. The
     guessing pass leaves BatchNorm statistics alone, and the mixed batch goes through the
     network as one batch, which is what the paper's interleaving emulates."""
 
@@ -29,6 +31,7 @@ class MixMatch(Method):
     paper = "Berthelot et al. 2019, MixMatch: a holistic approach to semi-supervised learning"
     Hyper = MixMatchHyper
     unlabeled_views = ("weak", "weak2")
+    run_defaults = {"unlabeled_ratio": 1}
 
     def step(self, batch: Batch):
         n, nu = len(batch.y), len(batch.u["weak"])

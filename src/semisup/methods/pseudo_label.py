@@ -17,12 +17,14 @@ class PseudoLabel(Method):
     """Pseudo-Label (Lee 2013, Eq. 15): the model's own confident predictions on unlabeled
     images are trained on as if they were labels, with a weight alpha(t) that ramps up.
     Lee takes every argmax with a ramp over epochs 100-600; as in USB, we keep only
-    predictions above `threshold` and ramp linearly over the first `warmup` of the run."""
+    predictions above `threshold` and ramp linearly over the first `warmup` of the run, with one
+    unlabeled image per labeled one (USB's `pseudolabel_cifar10_*.yaml`)."""
 
     name = "pseudo_label"
     paper = "Lee 2013, Pseudo-Label: the simple and efficient semi-supervised learning method"
     Hyper = PseudoLabelHyper
     unlabeled_views = ("weak",)
+    run_defaults = {"unlabeled_ratio": 1}
 
     def step(self, batch: Batch):
         n = len(batch.y)

@@ -15,7 +15,7 @@ class ReMixMatchHyper(Hyper):
     temperature: float = option(0.5, "sharpening temperature of the guessed labels (T)")
     mixup_alpha: float = option(0.75, "Beta(alpha, alpha) of MixUp (alpha)")
     ema_p: float = option(0.999, "EMA momentum of the running class distribution of predictions")
-    warmup: float = option(0.4, "share of the run over which the unlabeled weights ramp up linearly")
+    warmup: float = option(1 / 64, "share of the run over which the unlabeled weights ramp up linearly")
 
 
 def rotate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,18 +35,23 @@ class ReMixMatch(Method):
       p(y) the labeled class distribution (both running means in buffers, over the global batch under
       torchrun, so every process holds the same);
     - augmentation anchoring (Sec. 3.3): the sharpened, aligned weak-view guess is the target of
-      K strong views; labeled images and the strong views are mixed with MixUp and trained with
-      cross-entropy;
+      K strong views; labeled images, the strong views and the weak view are mixed with MixUp
+      (one lambda per example, as the authors' code) and trained with cross-entropy;
     - the pre-mixup loss of one strong view against the guess (lambda_U1) and the
-      self-supervised rotation loss on it (predict 0/90/180/270 degrees, lambda_r, Sec. 3.4).
-    Paper defaults lambda_U 1.5, lambda_U1 0.5, lambda_r 0.5, T 0.5, alpha 0.75. Deviations:
-    K = 2 strong views (paper 8; USB uses 2), RandAugment as the strong view instead of
-    CTAugment (as USB), running means as EMAs with momentum 0.999 (paper: the last 128 batches)."""
+      self-supervised rotation loss on it (predict 0/90/180/270 degrees, lambda_r, Sec. 3.4),
+      in a forward that leaves BatchNorm's running statistics alone (USB's bn_controller).
+    The unlabeled weights ramp up linearly over the first 1/64 of the run (the authors' 16k of
+    1M steps; USB's `unsup_warm_up: 0.015625`). Paper defaults lambda_U 1.5, lambda_U1 0.5,
+    lambda_r 0.5, T 0.5, alpha 0.75; one unlabeled image per labeled one (USB's
+    `remixmatch_cifar10_*.yaml`). Deviations: K = 2 strong views (paper 8; USB uses 2),
+    RandAugment as the strong view instead of CTAugment (as USB), running means as EMAs with
+    momentum 0.999 (paper: the last 128 batches)."""
 
     name = "remixmatch"
     paper = "Berthelot et al. 2020, ReMixMatch: semi-supervised learning with distribution alignment and augmentation anchoring"
     Hyper = ReMixMatchHyper
     unlabeled_views = ("weak", "strong", "strong2")
+    run_defaults = {"unlabeled_ratio": 1}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
@@ -66,10 +71,12 @@ class ReMixMatch(Method):
             self.p_target.mul_(m).add_((1 - m) * every_y.mean(0))
             q = q * self.p_target / (self.p_model + 1e-6)
             guess = sharpen(q / q.sum(-1, keepdim=True), self.hp.temperature)
-        x, t = mixup(torch.cat([batch.x["weak"], s1, s2]), torch.cat([onehot, guess, guess]), self.hp.mixup_alpha)
+        x, t = mixup(torch.cat([batch.x["weak"], s1, s2, batch.u["weak"]]), torch.cat([onehot, guess, guess, guess]),
+                     self.hp.mixup_alpha)
         logits = self.model(x).float()
         turned, k = rotate(s1)
-        feats = self.model.features(torch.cat([s1, turned]))
+        with frozen_bn(self.model):
+            feats = self.model.features(torch.cat([s1, turned]))
         u1 = F.cross_entropy(self.model.head(feats[:nu]).float(), guess)
         rot = F.cross_entropy(self.rot_head(feats[nu:]).float(), k)
         w = linear_ramp(batch.progress, self.hp.warmup)

@@ -18,9 +18,12 @@ class SoftMatch(Method):
     its confidence, lambda(p) = exp(-(max p - mu_t)^2 / (2 sigma_t^2 / n_sigma^2)) below mu_t and 1
     above (Eq. 7, with USB's n_sigma = 2), mu_t and sigma_t^2 the EMA of the batch mean and
     variance of the top confidence (Eq. 8, initialised to 1/K and 1). Uniform alignment divides
-    the weak-view prediction by the EMA class prior before it is used (Eq. 9). Under torchrun the
-    prior, mean and variance are taken over the global batch (as USB all-gathers), so every
-    process holds the same ones."""
+    the weak-view prediction by the EMA class prior (Eq. 9; the prior starts at the first batch's
+    mean, as USB's DistAlignEMAHook) before the weight is computed; the pseudo-label itself is
+    the argmax of the raw weak-view prediction, as in the authors' code (USB `softmatch.py`).
+    Under torchrun the prior, mean and variance are taken over the global batch (as USB
+    all-gathers), so every process holds the same ones. Paper defaults: lambda_u 1, EMA 0.999,
+    mu 7, as FixMatch."""
 
     name = "softmatch"
     paper = "Chen et al. 2023, SoftMatch: addressing the quantity-quality trade-off in semi-supervised learning"
@@ -29,20 +32,23 @@ class SoftMatch(Method):
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
-        self.register_buffer("p_model", torch.full((num_classes,), 1.0 / num_classes))
+        self.register_buffer("p_model", torch.zeros(num_classes))  # all zero until the first batch
         self.register_buffer("mu", torch.tensor(1.0 / num_classes))
         self.register_buffer("var", torch.tensor(1.0))
 
     def step(self, batch: Batch):
         lx, weak, strong = self.weak_strong_logits(batch)
         probs = weak.softmax(-1)
+        pl = probs.argmax(-1)
         m = self.hp.ema_p
         with torch.no_grad():
             every, = gather_batch(probs)  # the global batch: the same statistics on every process
             if self.hp.dist_align:
-                self.p_model.mul_(m).add_((1 - m) * every.mean(0))
+                mean = every.mean(0)
+                started = self.p_model.sum() > 0
+                self.p_model.copy_(torch.where(started, m * self.p_model + (1 - m) * mean, mean))
                 probs, every = (self._aligned(p) for p in (probs, every))
-            conf, pl = probs.max(-1)
+            conf = probs.max(-1)[0]
             top = every.max(-1)[0]
             self.mu.mul_(m).add_((1 - m) * top.mean())
             self.var.mul_(m).add_((1 - m) * top.var())
