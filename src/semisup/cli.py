@@ -220,6 +220,7 @@ def cmd_methods(a) -> None:
             if m.run_defaults:
                 own = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in m.run_defaults.items())
                 print(f"    (its paper's training defaults: {own})")
+            print(f"    (learning rate: {m.schedule})")
 
 
 def cmd_data(a) -> None:

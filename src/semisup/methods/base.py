@@ -59,6 +59,7 @@ class Method(nn.Module):
     # run options whose paper default differs from the common one (e.g. a GAN's Adam lr);
     # they sit above the data set's defaults and below --config and the command line
     run_defaults: dict = {}
+    schedule = "FixMatch's cosine decay, lr cos(7 pi k / 16 K)"  # what lr_factor does, for `semisup methods`
 
     def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0,
                  shape: tuple[int, int, int] = (1, 28, 28), mean=None, std=None, num_labeled: int = 0):
