@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..models.gan import WNDiscriminator, build_generator
+from ..models.gan import ConvDiscriminator, WNDiscriminator, build_generator
 from .base import Batch, Hyper, Method, frozen_bn, option
 
 
@@ -26,7 +26,8 @@ class SGAN(Method):
     (each term halved, as in the authors' code). The generator is trained by feature matching
     (Sec. 3.1): || E f(u) - E f(G(z)) ||^2 with f the discriminator's last hidden layer, the
     discriminator held fixed for this term. Both networks share one Adam optimiser (lr 0.003,
-    beta1 0.5, the paper's MNIST setting; `--momentum` is beta1), batches of 100 labeled and
+    beta1 0.5, the paper's MNIST setting; `--momentum` is beta1; the rate schedule is the
+    authors', `lr_factor`), batches of 100 labeled and
     100 unlabeled images. The discriminator (`model`) is the classifier that is evaluated and
     saved; by default it is the paper's MNIST MLP (Gaussian noise, weight norm) for gray images
     of 16 to 32 px, and otherwise the project's small BatchNorm CNN (`cnn` below 16 px,
@@ -62,6 +63,16 @@ class SGAN(Method):
         if c == 1 and 16 <= min(h, w) and max(h, w) <= 32:
             return "mlp_gan"
         return "cnn" if min(h, w) < 16 else "cnn_small"
+
+    schedule = "constant (the authors' MNIST); with gan_cnn/gan_cnn96, linear to 0 over the last third (their CIFAR-10)"
+
+    def lr_factor(self, k: int, steps: int) -> float:
+        """The authors' schedules (openai/improved-gan): constant for the MNIST setting that
+        run_defaults take (train_mnist_feature_matching.py, lr 0.003 for all 300 epochs); with
+        their CIFAR-10 network (`gan_cnn`, `gan_cnn96`), their CIFAR-10 decay, constant for
+        two thirds of the run and then linear to 0 (train_cifar_feature_matching.py,
+        lr * min(3 - epoch / 400, 1) over 1,200 epochs)."""
+        return min(3.0 - 3.0 * k / steps, 1.0) if isinstance(self.model, ConvDiscriminator) else 1.0
 
     def configure_optimizer(self, lr, momentum, nesterov, weight_decay):
         return torch.optim.Adam(self.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)

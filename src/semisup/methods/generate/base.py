@@ -28,6 +28,16 @@ class GenMethod(Method):
         return torch.optim.Adam(self.parameters(), lr=lr, betas=(momentum, 0.999 if momentum > 0 else 0.9),
                                 weight_decay=weight_decay)
 
+    schedule = "constant (DCGAN's Adam; Kingma et al. 2014)"
+
+    def lr_factor(self, k: int, steps: int) -> float:
+        """A constant rate, as the references of these methods train: DCGAN's Adam at 2e-4
+        (Radford et al. 2016, whose optimiser the GAN methods take) and Kingma et al. 2014's AdaM
+        at 3e-4 (dpkingma/nips14-ssl, learn_yz_x_ss.py `optim_vae_ss_adam`, adam.py: alpha never
+        changes). SNGAN's projection code decays linearly to 0 (pfnet-research/sngan_projection,
+        train.py `LinearShift`, configs/sn_cifar10.yml iteration_decay_start 0); not taken."""
+        return 1.0
+
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.z_dim, generator=generator, device=self.fixed_z.device if generator is None
                            else generator.device)
