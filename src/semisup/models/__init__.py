@@ -153,4 +153,5 @@ def load_encoder(model: SegNet, path) -> int:
             raise UserError(f"{where}: {k} has shape {tuple(v.shape)} but the encoder of {name} has "
                             f"{tuple(own[k].shape)}; use weights of the same architecture and input channels")
     model.encoder.load_state_dict(found, strict=False)
+    model.encoder_source = str(path)
     return len(found)

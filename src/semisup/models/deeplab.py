@@ -72,9 +72,20 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2, dilate=True)
         self.channels = (64 * block.expansion, 512 * block.expansion)
-        for m in self.modules():  # torchvision's initialisation
+        self._init_convs()
+
+    def _init_convs(self) -> None:
+        """torchvision's initialisation: Kaiming-normal (fan-out) convolutions; BatchNorm at 1, 0."""
+        for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def reset_parameters(self) -> None:
+        """Fresh weights as the constructor draws them."""
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        self._init_convs()
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1, dilate: bool = False):
         previous = self.dilation

@@ -15,6 +15,22 @@ class SegNet(nn.Module):
     `encode` before `logits`; an autoencoder puts its own head on `decode`."""
 
     decoder_channels: int
+    encoder_source: str | None = None  # the file `--init` loaded into `encoder` (models.load_encoder)
+
+    def reinitialize(self, encoder: bool = True) -> None:
+        """Fresh weights from the global RNG by the network's own initialisation (the one its
+        constructor gives): for every part, or (encoder=False) for all but `encoder`. A part with
+        its own `reset_parameters` (each layer; the ResNet) resets itself, the rest part by part."""
+        def reset(module: nn.Module) -> None:
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            else:
+                for child in module.children():
+                    reset(child)
+
+        for name, child in self.named_children():
+            if encoder or name != "encoder":
+                reset(child)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError

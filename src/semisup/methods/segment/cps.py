@@ -25,7 +25,13 @@ class CPS(SegMethod):
     is the first network; the second is `peer`. The weight ramps up (sigmoid) over the first 40%
     of the run, as in SSL4MIS's CPS for networks trained from scratch: the paper starts from
     ImageNet weights, and from random ones the early argmax masks pull both networks to one
-    class (supervised loss at chance after 60 steps on shapes without the ramp)."""
+    class (supervised loss at chance after 60 steps on shapes without the ramp).
+
+    The peer is the network's own initialisation drawn with the seed + 1; with `--init` both
+    networks' encoders hold the loaded weights and only the rest (decoder, head) differs, as in
+    the paper's code (TorchSemiSeg: two branches on one pretrained backbone, each decoder drawn
+    anew; it draws them Kaiming-normal fan-in, here by the network's own initialisation, the
+    one the first network's decoder has)."""
 
     name = "cps"
     paper = "Chen et al. 2021, Semi-supervised semantic segmentation with cross pseudo supervision"
@@ -35,11 +41,9 @@ class CPS(SegMethod):
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
         self.peer = copy.deepcopy(model)
-        with torch.random.fork_rng(devices=[]):  # a different initialisation, the same recipe
+        with torch.random.fork_rng(devices=[]):  # other draws of the same initialisation
             torch.manual_seed(torch.initial_seed() + 1)
-            for mod in self.peer.modules():
-                if hasattr(mod, "reset_parameters"):
-                    mod.reset_parameters()
+            self.peer.reinitialize(encoder=model.encoder_source is None)
 
     def step(self, batch: Batch):
         n, u = len(batch.y), batch.u["weak"]
@@ -51,7 +55,6 @@ class CPS(SegMethod):
         u_mix, t1, t2, valid = cutmix(box, perm, u, t1, t2, valid)
         x = torch.cat([batch.x["weak"], u_mix])
         l1, l2 = self.model(x), self.peer(x)
-        one = torch.ones_like(valid, dtype=torch.float)
-        cps = self.pseudo_loss(l1[n:], t2, one, valid, 0.0) + self.pseudo_loss(l2[n:], t1, one, valid, 0.0)
+        cps = self.pseudo_loss(l1[n:], t2, valid, valid) + self.pseudo_loss(l2[n:], t1, valid, valid)
         return {"loss_sup": self.sup_loss(l1[:n], batch.y) + self.sup_loss(l2[:n], batch.y),
                 "loss_cps": self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup) * cps}

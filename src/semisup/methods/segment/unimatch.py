@@ -14,6 +14,9 @@ class UniMatchHyper(Hyper):
     threshold: float = option(0.95, "confidence a pixel's pseudo-label needs (UniMatch: 0.95)")
     fp_dropout: float = option(0.5, "channel dropout on the encoder features of the feature-perturbation stream")
     cutmix_p: float = option(0.5, "probability that an unlabeled image gets a CutMix box")
+    classwise: bool = option(True, "class-wise thresholds: the threshold x the class's EMA confidence / the "
+                                   "highest class's (false: one threshold for every class, as the paper)")
+    class_momentum: float = option(0.99, "EMA momentum of the per-class confidence (FreeMatch: 0.999)")
 
 
 class UniMatch(SegMethod):
@@ -23,12 +26,22 @@ class UniMatch(SegMethod):
     Dropout2d(0.5) then the decoder, and (2) two strong views, each CutMixed with its own box
     (dual-stream perturbation). Loss = (sup + 0.5 fp + 0.25 s1 + 0.25 s2) / 2. The labeled
     and weak images share one forward (with the perturbed stream beside it), the two strong
-    views another, as in the authors' code; the CutMix partner is a permutation of the batch."""
+    views another, as in the authors' code; the CutMix partner is a permutation of the batch.
+
+    One deviation, on by default (`--classwise false` gives the paper's one threshold): class-wise
+    thresholds (SegMethod.confident, as in FixMatch here). Cells (bench/cells.py, 20 labels, seed
+    0): test Dice 0.846 against 0.689 supervised. Shapes, 50 labels, 1,000 steps, seed 0:
+    test mIoU 0.444 against 0.429 supervised (0.385 against 0.420 with one threshold in an earlier
+    measurement); squares still below supervised (IoU 0.144 against 0.220; docs/benchmarks.md)."""
 
     name = "unimatch"
     paper = "Yang et al. 2023, UniMatch"
     Hyper = UniMatchHyper
     unlabeled_views = ("weak", "strong", "strong2")
+
+    def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
+        super().__init__(model, num_classes, hp, num_unlabeled, **kw)
+        self.init_class_conf()
 
     def step(self, batch: Batch):
         n, u_w = len(batch.y), batch.u["weak"]
@@ -40,15 +53,15 @@ class UniMatch(SegMethod):
         lx, lw, lfp = both[:n], both[n:n + b], both[n + b:]
         conf, target = self.pseudo_masks(lw)
         valid = batch.u_mask != IGNORE
+        keep, logs = self.confident(conf, target, valid)
         perm = torch.randperm(b, device=u_w.device)
         mixed, losses = [], []
         for v in ("strong", "strong2"):
             box = cutmix_boxes(b, h, w, u_w.device, self.hp.cutmix_p)
-            mixed.append(cutmix(box, perm, batch.u[v], target, conf, valid))
+            mixed.append(cutmix(box, perm, batch.u[v], target, keep, valid))
         ls = m(torch.cat([mx[0] for mx in mixed])).chunk(2)
-        for logits, (_, t, c, v) in zip(ls, mixed):
-            losses.append(self.pseudo_loss(logits, t, c, v, self.hp.threshold))
-        fp_loss = self.pseudo_loss(lfp, target, conf, valid, self.hp.threshold)
+        for logits, (_, t, k, v) in zip(ls, mixed):
+            losses.append(self.pseudo_loss(logits, t, k, v))
+        fp_loss = self.pseudo_loss(lfp, target, keep, valid)
         return {"loss_sup": self.sup_loss(lx, batch.y) / 2, "loss_fp": 0.25 * fp_loss,
-                "loss_s1": 0.125 * losses[0], "loss_s2": 0.125 * losses[1],
-                "mask_rate": ((conf >= self.hp.threshold) & valid).float().mean()}
+                "loss_s1": 0.125 * losses[0], "loss_s2": 0.125 * losses[1], **logs}
