@@ -62,7 +62,8 @@ def test_train_eval_predict_and_reproduce(image_folder, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     for k in ("task", "method", "data", "num_labeled", "num_unlabeled", "steps", "seed"):
         assert k in s
-    assert s["num_labeled"] == 24 and s["num_unlabeled"] == 6 and s["steps"] == 6
+    # the unlabeled pool: the 6 unlabeled images and the 24 labeled ones (FixMatch's include_lb_to_ulb)
+    assert s["num_labeled"] == 24 and s["num_unlabeled"] == 30 and s["steps"] == 6
     assert 0 <= s["metrics"]["test_accuracy"] <= 1 and s["metrics"]["best_test_accuracy"] >= 0
     assert s["timing"]["train_seconds"] > 0 and s["timing"]["images_per_second"] > 0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
