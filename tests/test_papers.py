@@ -59,13 +59,11 @@ def test_softmatch_pseudo_label_is_the_raw_argmax_and_the_prior_starts_at_the_fi
     """The authors' code (USB softmatch.py): alignment feeds only the weight; the label is the
     argmax of the unaligned weak-view prediction. DistAlignEMAHook starts p_model at the first
     batch's mean."""
-    k, nu = 4, 8
-    torch.manual_seed(1)
-    # a skewed state: most images lean to class 0, so alignment by the prior moves argmaxes away from it
-    weak = torch.randn(nu, k) * 0.3
-    weak[:, 0] += 1.0
-    n = 2
-    table = torch.cat([torch.randn(n, k), weak, torch.randn(nu, k)])
+    k, nu, n = 4, 8, 2
+    # a skewed state: most images lean hard to class 0, so dividing by the prior moves the two
+    # that lean only a little to class 1
+    weak = torch.tensor([[2.0, 0, 0, 0]] * 6 + [[1.0, 0.9, 0, 0]] * 2)
+    table = torch.cat([torch.zeros(n, k), weak, torch.zeros(nu, k)])
     m = METHODS["classify"]["softmatch"](Fixed(table), k)
     batch = _batch(n, nu, {"weak": list(range(n, n + nu)), "strong": list(range(n + nu, n + 2 * nu))})
     out = m.step(batch)
