@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import assert_user_error, blobs, save_png, semisup
-from semisup.data import sources
+from semisup.data import decode as sources
 from semisup.data.check import report
 from semisup.data.sources import decode_images, load_source
 from semisup.errors import Problems, UserError

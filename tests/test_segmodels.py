@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from semisup.errors import UserError
-from semisup.models import SEG_MODELS, build_seg_model, default_seg_model, load_encoder
+from semisup.models import SEG_MODELS, build_seg_model, load_encoder
+from semisup.tasks import get_task
 
 NAMES = ["unet", "unet8", "deeplabv3plus", "deeplabv3plus_r50"]
 
@@ -69,7 +70,7 @@ def test_unet_width_is_parsed_from_the_name():
     count = {n: sum(p.numel() for p in build(n).parameters()) for n in ["unet8", "unet", "unet16", "unet32"]}
     assert count["unet8"] < count["unet"] == count["unet16"] < count["unet32"]
     assert build("unet32").decoder_channels == 32 and build("unet").decoder_channels == 16
-    assert default_seg_model((3, 180, 240)) == "unet" and "deeplabv3plus" in SEG_MODELS
+    assert get_task("segment").default_model((3, 180, 240)) == "unet" and "deeplabv3plus" in SEG_MODELS
     for bad in ["nope", "unet0", "unetx", "deeplabv3plus_r7"]:
         with pytest.raises(UserError, match=f"--model {bad}: .*unet<N>.*deeplabv3plus_r50"):
             build_seg_model(bad, (3, 8, 8), 2)

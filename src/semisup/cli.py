@@ -5,7 +5,7 @@ import argparse
 import csv
 import os
 import sys
-from dataclasses import MISSING
+from dataclasses import MISSING, fields
 
 from .errors import Stopped, UserError, disk_error, first_line, out_of_memory
 
@@ -24,10 +24,67 @@ def _bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
-def _train_parser(sub) -> None:
-    from .api import RUN_KEYS, method_options
-    from .engine.trainer import TrainOptions
+def _named(argv: list[str], name: str) -> str | None:
+    """The value given to option `name` on a command line (`--name X` or `--name=X`; the last)."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(name + "="):
+            value = a[len(name) + 1:]
+    return value
 
+
+def _help_method(argv: list[str]):
+    """The method whose options `train --help` lists: --method (in --task, else the first task
+    that has it), else the task's default method; and whether --method named it."""
+    from .config import RUN_KEYS, TASK_DEFAULTS
+    from .methods import METHODS
+
+    task, name = _named(argv, "--task"), _named(argv, "--method")
+    tasks = [task] if task in METHODS else [RUN_KEYS["task"], *METHODS]
+    for t in tasks:
+        if name in METHODS[t]:
+            return t, METHODS[t][name], True
+    t = tasks[0]
+    return t, METHODS[t][TASK_DEFAULTS.get(t, {}).get("method", RUN_KEYS["method"])], False
+
+
+def _parse_type(f):
+    """What the command line parses an option's text as: its constraint's type, else its default's."""
+    from .options import check_of
+
+    c = check_of(f)
+    typ = c.type if c is not None else type(f.default) if f.default is not None else str
+    return _bool if typ is bool else typ
+
+
+def _with_default(help: str, default) -> str:
+    """'weight (lambda_u)' -> 'weight (lambda_u; default 1.0)'; 'weight' -> 'weight (default 1.0)'."""
+    depth, i = 0, len(help)
+    for i in range(len(help) - 1, -1, -1):  # the parenthesis that a final ')' closes
+        depth += {")": 1, "(": -1}.get(help[i], 0)
+        if depth == 0:
+            break
+    if help.endswith(")") and i > 0 and help[i - 1] == " ":  # a closing note, not p(x|y,z)
+        return f"{help[:-1]}; default {default})"
+    return f"{help} (default {default})"
+
+
+def _train_parser(sub, argv: list[str]) -> None:
+    """`semisup train`. It accepts every method's options (one the chosen method lacks gets
+    `config.resolve`'s message naming the options it takes), but --help lists the common options
+    and only the chosen method's (--method on the command line, else the default), each with
+    that method's meaning and default."""
+    from .config import RunOptions, defaults, method_options
+    from .engine.trainer import TrainOptions
+    from .options import flag
+
+    task, method, named = _help_method(argv)
+    data = _named(argv, "--data")
+    shown = {**defaults(data, task), **{f.name: f.default for f in method.hyper_fields()},
+             **method.run_defaults_for({})}
+    esc = lambda s: s.replace("%", "%%")  # noqa: E731  (argparse formats help with %)
     p = sub.add_parser("train", help="train a model (fixmatch on digits with no options)",
                        description="Train a semi-supervised model. With no options: fixmatch on the built-in "
                                    "digits with 4 labels per class.", argument_default=argparse.SUPPRESS)
@@ -35,52 +92,21 @@ def _train_parser(sub) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--config", help="a YAML file of options (a run's config.yaml reproduces it); "
                                     "options given here override it")
-    g.add_argument("--task", help="classify (default), segment (default for segmentation data: a folder "
-                                  "with images/ and masks/, the CamVid layout, a dataset card, shapes) or "
-                                  "generate (a class-conditional generator with a classifier; default triple_gan)")
-    g.add_argument("--method", help=f"the algorithm (default {RUN_KEYS['method']}); `semisup methods` lists them")
-    g.add_argument("--data", help="a built-in name (digits; shapes for segmentation) or a path: IDX folder, "
-                                  "image folder or .tar(.gz), .csv manifest, .npz; segmentation: a folder "
-                                  "with images/ and masks/, the CamVid layout, a dataset card .yaml")
-    g.add_argument("--labels", type=int, help="labeled images to draw, class-balanced (default: digits 4 per "
-                                              "class; other data: every labeled image)")
-    g.add_argument("--labels-per-class", type=int, help="labeled images to draw per class")
-    g.add_argument("--labeled-fraction", type=float, help="share of the training images to label, "
-                                                          "e.g. 0.125 (segmentation: images with masks)")
-    g.add_argument("--include-labeled", type=_bool, help="the labeled images are in the unlabeled pool too "
-                                                         "(default: true, as FixMatch and USB; segmentation: "
-                                                         "false, as UniMatch's splits)")
-    g.add_argument("--image-size", type=int, help="classification: every image resized to this square as it "
-                                                  "is read, the shorter side scaled to N and the longer one "
-                                                  "centre-cropped (default: the images' size; photos with a side "
-                                                  "above 256 px: 224); segmentation: the square training crop in "
-                                                  "pixels (default: the image size, at most 256)")
-    g.add_argument("--init", help="segmentation: a local state dict (.pt/.pth) loaded into the encoder "
-                                  "(torchvision ResNet names for deeplabv3plus); default: random weights")
-    g.add_argument("--classes", help="comma-separated class names, fixing their order (CSV, NPZ, folders)")
-    g.add_argument("--seed", type=int, help="seed of the labeled draw, initial weights and sampling (default 0)")
-    g.add_argument("--model", help="cnn, cnn_small, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 (default: the method's own if it has one, "
-                   "else cnn below 16 px, cnn_small below 32 px, wrn28_2 from 32 px); segmentation: unet (width 16), "
-                   "unet<N> (width N), deeplabv3plus (ResNet-18), deeplabv3plus_r50 (default unet)")
-    g.add_argument("--flip", type=_bool, help="horizontal flips in the views (default: true for colour images)")
-    t = p.add_argument_group("optimisation (defaults: FixMatch's, scaled to the data set's CPU budget)")
-    defaults = TrainOptions()
-    for name, typ, h in (("steps", int, "training steps"), ("batch_size", int, "labeled images per step, global"),
-                         ("unlabeled_ratio", int, "unlabeled images per labeled one (mu)"),
-                         ("lr", float, "learning rate (the method's schedule scales it)"),
-                         ("momentum", float, "SGD momentum"),
-                         ("nesterov", _bool, "Nesterov momentum"), ("weight_decay", float, "weight decay"),
-                         ("ema", float, "EMA decay of the evaluated weights"),
-                         ("eval_every", int, "steps between evaluations"),
-                         ("save_every", int, "steps between checkpoints"), ("log_every", int, "steps between log reads"),
-                         ("amp", str, "auto (bf16 on CUDA, float32 on CPU), bf16, off"), ("compile", _bool, "torch.compile the network"),
-                         ("eval_batch", int, "evaluation batch size"), ("device", str, "auto, cpu or cuda")):
-        d = getattr(defaults, name, "auto")
-        t.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{h} (default {d})")
-    m = p.add_argument_group("method options (each method takes its own; `semisup methods --verbose`)")
-    for name, f in method_options().items():
-        typ = _bool if isinstance(f.default, bool) else type(f.default)
-        m.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{f.metadata.get('help', '')}")
+    for f in fields(RunOptions):
+        g.add_argument(flag(f.name), type=_parse_type(f), help=esc(f.metadata["help"]))
+    t = p.add_argument_group(f"optimisation (defaults of {method.name} on {data or shown['data']})")
+    for f in fields(TrainOptions):
+        if f.name != "quiet":  # a switch, with the run folder's
+            t.add_argument(flag(f.name), type=_parse_type(f),
+                           help=esc(_with_default(f.metadata["help"], shown[f.name])))
+    who = f"{method.name}{'' if named else ', the default method'} (--task {task})"
+    m = p.add_argument_group(f"options of {who}", "`semisup train --method X --help` shows the options of method "
+                                                  "X; `semisup methods --verbose` lists every method's")
+    own = {f.name: f for f in method.hyper_fields()}
+    for name, f in {**own, **method_options()}.items():  # the method's own first, in its order
+        mine = own.get(name)
+        m.add_argument(flag(name), type=_parse_type(mine or f),
+                       help=S if mine is None else esc(_with_default(mine.metadata["help"], shown[name])))
     r = p.add_argument_group("run folder")
     r.add_argument("--out", default=S, help="run folder (default runs/<task>-<method>-<data>-<time>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -88,11 +114,12 @@ def _train_parser(sub) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def build_parser() -> Parser:
+def build_parser(argv: list[str] | None = None) -> Parser:
+    """The parser; `argv` (default: the process's arguments) picks the method `train --help` shows."""
     p = Parser(prog="semisup", description="Semi-supervised image models from a few labeled images.")
     p.add_argument("--version", action="version", version=f"semisup {__import__('semisup').__version__}")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
-    _train_parser(sub)
+    _train_parser(sub, sys.argv[1:] if argv is None else list(argv))
     e = sub.add_parser("eval", help="evaluate a run's best checkpoint")
     e.add_argument("run_dir")
     e.add_argument("--data", help="evaluate on this data instead: its test split, else all its labeled images "
@@ -137,19 +164,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     summary, out = train(given, config, getattr(a, "out", None), getattr(a, "resume", False),
                          getattr(a, "overwrite", False))
     if summary is not None:
-        m, t = summary["metrics"], summary["timing"]
-        if summary["task"] == "segment":
-            sel = f"checkpoint selected on val at step {m['best_step']}" if m["selected_on"] == "val" else "final"
-            dice = f", Dice {m['test_dice']:.4f}" if "test_dice" in m else ""
-            score = (f"test mean IoU {m['test_miou']:.4f} ({sel}; pixel accuracy {m['test_pixel_accuracy']:.4f}"
-                     f"{dice})")
-        else:
-            score = (f"test accuracy {m['test_accuracy']:.4f} (best {m['best_test_accuracy']:.4f} "
-                     f"at step {m['best_step']})")
-            if summary["task"] == "generate":
-                score += (f", conditional accuracy {m['conditional_accuracy']:.4f}, local FID {m['local_fid']:.2f} "
-                          f"(floor {m['local_fid_floor']:.2f})" if "local_fid" in m else
-                          f"; generation metrics unavailable: {summary['evaluator']['unavailable']}")
+        from .tasks import get_task
+
+        t, score = summary["timing"], get_task(summary["task"]).summary_line(summary)
         print(f"{summary['method']} on {summary['data']}: {score}, "
               f"{summary['num_labeled']} labeled + {summary['num_unlabeled']} unlabeled, "
               f"{summary['steps']} steps in {t['train_seconds']:.0f} s")
@@ -158,36 +175,23 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 def cmd_eval(a) -> None:
     from .api import eval_run
+    from .tasks import get_task
 
     r = eval_run(a.run_dir, a.data, a.checkpoint)
     for note in r["notes"]:
         sys.stderr.write(f"semisup eval: note: {note}\n")
-    if r["task"] == "segment":
-        per = ", ".join(f"{c} {v:.3f}" for c, v in r["iou"].items() if v is not None)
-        print(f"{r['data']}: mean IoU {r['miou']:.4f}, pixel accuracy {r['pixel_accuracy']:.4f} on {r['images']} "
-              f"images ({r['checkpoint']}); IoU per class: {per}")
-    else:
-        print(f"{r['data']}: accuracy {r['accuracy']:.4f} on {r['images']} images ({r['checkpoint']})")
+    print(get_task(r["task"]).eval_line(r))
 
 
 def cmd_predict(a) -> None:
-    from .api import MASKS_INDEX, PREDICT_HEADER, checkpoint_note, load_run, predict, predict_masks, prediction_rows
+    from .api import predict_any
 
-    loaded = load_run(a.run_dir, a.checkpoint)
-    notes = [n for n in [checkpoint_note(loaded[3], a.checkpoint)] if n]
-    if loaded[2].get("task") == "segment":
-        r = predict_masks(a.run_dir, a.images, a.out, loaded)
-        rows, notes = r["rows"], notes + r["notes"]
-        again = f", replacing {r['replaced']} from an earlier predict" if r["replaced"] else ""
-        print(f"wrote {r['written']} masks and overlays to {r['out']}{again} (list: {r['out'] / MASKS_INDEX})")
-    else:
-        rows = predict(a.run_dir, a.images, loaded, a.out, notes=notes)
-        if a.out:
-            print(f"wrote {len(rows)} rows to {a.out}")
-        else:
-            w = csv.writer(sys.stdout)
-            w.writerow(PREDICT_HEADER)
-            w.writerows(prediction_rows(rows))
+    r = predict_any(a.run_dir, a.images, a.out, a.checkpoint)
+    rows, notes = r["rows"], r["notes"]
+    if r["message"]:
+        print(r["message"])
+    if r["table"] is not None:
+        csv.writer(sys.stdout).writerows(r["table"])
     for note in notes:
         sys.stderr.write(f"semisup predict: note: {note}\n")
     bad = [r for r in rows if r[-1]]
@@ -217,8 +221,8 @@ def cmd_methods(a) -> None:
             for f in m.hyper_fields():
                 d = f.default if f.default is not MISSING else "required"
                 print(f"    --{f.name.replace('_', '-'):16s} {d!s:8s} {f.metadata.get('help', '')}")
-            if m.run_defaults:
-                own = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in m.run_defaults.items())
+            if m.run_defaults_for({}):
+                own = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in m.run_defaults_for({}).items())
                 print(f"    (its paper's training defaults: {own})")
             print(f"    (learning rate: {m.schedule})")
 
@@ -232,7 +236,7 @@ def cmd_data(a) -> None:
 
 
 def main(argv=None) -> None:
-    parser = build_parser()
+    parser = build_parser(argv)
     a = parser.parse_args(argv)
     if a.command is None:
         parser.print_help()

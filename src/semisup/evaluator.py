@@ -17,10 +17,11 @@ import torch
 from .data.split import make_semidata
 from .data.views import view_maker_for
 from .engine.runfolder import atomic_write
-from .engine.trainer import Trainer, TrainOptions, evaluate
+from .engine.trainer import Trainer, TrainOptions
 from .methods.supervised import Supervised
 from .metrics import feature_stats, frechet_distance
 from .models import build_model, default_model
+from .tasks import get_task
 
 EVAL_BATCH = 64
 
@@ -69,7 +70,7 @@ class GenEvaluator:
             atomic_write(path, lambda p: torch.save(state, p))
         self.model.to(device).eval()
         test = run_data.test
-        self.accuracy = evaluate(self.model, test, self.views, device)["accuracy"]
+        self.accuracy = get_task("classify").evaluate(self.model, test, self.views, device)["accuracy"]
         self.n = len(test.x)
         self.real = feature_stats(self.features_of_uint8(test.x))
         train = data.labeled  # every training image (a held-out test share excluded)

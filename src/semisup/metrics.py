@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = 255  # the ignore value of masks in memory (readers remap a data set's own to it)
+from .data.types import IGNORE  # the ignore value of masks in memory, defined by the data layer
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,7 +1,10 @@
-"""Plots of a run: loss and accuracy against steps; image grids; segmentation overlays."""
+"""Plots of a run: loss and accuracy against steps; image grids; segmentation overlays. Each
+file is written atomically (`atomic_write`): a reader or a killed run never sees half a PNG."""
 from __future__ import annotations
 
 from pathlib import Path
+
+from .engine.runfolder import atomic_write
 
 
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
@@ -23,10 +26,10 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     b.set_xlabel("step"), b.set_ylim(0, 1), b.legend(), b.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def save_grid(images, path: Path, nrow: int = 10, pad: int = 1) -> None:
@@ -43,9 +46,7 @@ def save_grid(images, path: Path, nrow: int = 10, pad: int = 1) -> None:
         grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
     arr = (grid.transpose(1, 2, 0) * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3])
-    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
-    img.save(tmp)
-    tmp.replace(path)
+    atomic_write(Path(path), lambda p: img.save(p, format="PNG"))
 
 
 def colorize(masks, palette):
@@ -70,6 +71,4 @@ def save_seg_examples(images, masks, preds, palette, path: Path) -> None:
     rows = [np.concatenate([x[i], gap(x[i]), colorize(masks[i], palette), gap(x[i]), colorize(preds[i], palette)], 1)
             for i in range(len(x))]
     grid = np.concatenate([np.concatenate([r, np.full((2, r.shape[1], 3), 255, np.uint8)]) for r in rows])
-    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
-    Image.fromarray(grid).save(tmp)
-    tmp.replace(path)
+    atomic_write(Path(path), lambda p: Image.fromarray(grid).save(p, format="PNG"))

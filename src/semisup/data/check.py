@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .sources import Source, load_source
+from .sources import load_source
+from .types import Source
 
 
 def _bytes(n: int) -> str:
@@ -16,7 +17,7 @@ def _memory(src: Source, splits) -> str:
     c, h, w = src.shape
     n = sum(len(s.x) for _, s in splits)
     line = f"  memory: {n} images x {c} x {h} x {w} = {_bytes(n * c * h * w)} as uint8"
-    if src.task == "segment":
+    if src.train.masks is not None:
         line += f", masks {_bytes(n * h * w)}"
     if src.size_on_disk:
         dh, dw = src.size_on_disk
@@ -28,11 +29,12 @@ def report(spec: str, classes: list[str] | None = None, task: str | None = None,
            image_size: int | None = None) -> str:
     src = load_source(spec, strict=False, classes=classes, task=task, image_size=image_size)
     c, h, w = src.shape
-    task = ", segmentation" if src.task == "segment" and "segmentation" not in src.kind else ""
+    masks = src.train.masks is not None
+    task = ", segmentation" if masks and "segmentation" not in src.kind else ""
     lines = [f"{spec}: {src.kind} (detected){task}, {len(src.classes)} classes, {w}x{h} pixels, "
              f"{c} channel{'s' if c > 1 else ''}"]
     splits = [(n, s) for n, s in (("train", src.train), ("val", src.val), ("test", src.test)) if s is not None]
-    lines += (_segment_table if src.task == "segment" else _class_table)(src, splits)
+    lines += (_segment_table if masks else _class_table)(src, splits)
     lines.append(_memory(src, splits))
     problems = src.problems
     for note in src.notes:

@@ -15,7 +15,8 @@ import kornia
 import kornia.augmentation as K
 import torch
 
-from ..metrics import IGNORE
+from .types import IGNORE
+from .views import ViewMaker
 
 
 @dataclass
@@ -27,8 +28,7 @@ class SegViewMaker:
     flip: bool = True
     _strong: torch.nn.Module | None = field(default=None, repr=False)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
+    normalize = ViewMaker.normalize  # the classification views' per-channel (x - mean) / std
 
     def __call__(self, x: torch.Tensor, view: str = "none") -> torch.Tensor:
         """The evaluation view: the whole image, normalised."""

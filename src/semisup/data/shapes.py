@@ -1,15 +1,14 @@
 """The built-in `shapes` segmentation data: 48x48 RGB images of 2-5 random shapes (circle,
 square, triangle, ring) on textured backgrounds, with exact masks. Colour and texture are
 random per shape, so only the outline tells the class; later shapes occlude earlier ones and
-the mask follows. Generated from a fixed seed in well under a second, vectorised over images.
+the mask follows. Generated from a fixed seed in well under a second, vectorised over images;
+`formats/builtin.py` reads it as a `Source`.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from .sources import Source, Split
 
 CLASSES = ["background", "circle", "square", "triangle", "ring"]
 PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200)]
@@ -62,15 +61,3 @@ def make_shapes(n: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.n
     img = img + rng.standard_normal(img.shape, np.float32) * 6
     return np.clip(img, 0, 255).round().astype(np.uint8), mask
 
-
-def read_shapes() -> Source:
-    x, m = make_shapes(sum(SPLITS.values()))
-    x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-    m = torch.from_numpy(m)
-    splits, start = {}, 0
-    for name, n in SPLITS.items():
-        sl = slice(start, start + n)
-        splits[name] = Split(x[sl], torch.zeros(n, dtype=torch.long), masks=m[sl])
-        start += n
-    return Source("shapes", "built-in", CLASSES, splits["train"], splits["test"], splits["val"], flip=True,
-                  task="segment", palette=PALETTE, ignore_index=None)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserError
-from .sources import Source, Split
+from .types import Source, Split
 
 
 @dataclass
@@ -57,7 +57,7 @@ def make_semidata(src: Source, labels: int | None = None, labels_per_class: int 
         raise UserError(f"{' and '.join(given)}: give one of them, not both")
     if labeled_fraction is not None and not 0 < labeled_fraction <= 1:
         raise UserError(f"--labeled-fraction {labeled_fraction}: must be in (0, 1]")
-    if src.task == "segment":
+    if src.train.masks is not None:  # images with masks: whole images are drawn
         return _seg_semidata(src, labels, labels_per_class, labeled_fraction, seed, holdout, include_labeled)
     k = len(src.classes)
     y = src.train.y

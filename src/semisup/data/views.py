@@ -82,6 +82,7 @@ class ViewMaker:
         return {v: self(x, v) for v in views}, target
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-channel (x - mean) / std of float images in [0, 1]; the segmentation views share it."""
         return (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
 
     def _shift(self, x: torch.Tensor, extra=None) -> torch.Tensor:

@@ -23,7 +23,7 @@ from ..errors import UserError, disk_error, first_line, out_of_memory
 MARKER = ".semisup-run"
 # what a run (and eval, predict, sample with their default outputs) writes in its folder
 RUN_FILES = {MARKER, "run.lock", "config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "curves.png",
-             "samples", "samples.png", "examples.png", "predictions", "sample_grid.png"}
+             "samples", "samples.png", "examples.png", "predictions", "sample_grid.png", "cache"}
 
 
 def _run_file(name: str) -> bool:
@@ -171,6 +171,33 @@ def check_out(path: Path, resume: bool, overwrite: bool) -> str:
     return state
 
 
+def code_version() -> dict:
+    """The code a run was trained with, recorded in its config.yaml under `code`: the package
+    version and the git commit of the package's source tree ("+dirty" when that tree has changes
+    not committed), or commit None when the package is not a tracked part of a git checkout (an
+    installed wheel, no git binary). Never raises: provenance must not fail a run."""
+    import subprocess
+
+    from .. import __version__
+
+    here = Path(__file__).resolve().parents[1]  # the package folder, src/semisup in a checkout
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10,
+                               stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = None
+    if git("ls-files", "--", "__init__.py"):  # tracked here, not a package inside someone else's repo
+        commit = git("rev-parse", "HEAD")
+        if commit and git("status", "--porcelain", "--", ".") != "":
+            commit += "+dirty"  # changes, or a failed status: not the commit's code for certain
+    return {"semisup": __version__, "commit": commit}
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -180,7 +207,7 @@ class RunFolder:
 
     def start(self, config: dict, fresh: bool) -> None:
         """Take the folder: the marker first, then the lock; a fresh start then removes a previous run's
-        files (only those) and writes config.yaml."""
+        files (only those) and writes config.yaml: the options and the code (`code_version`)."""
         try:
             missing = [p for p in [self.path, *self.path.parents] if not p.exists()]
             self.path.mkdir(parents=True, exist_ok=True)
@@ -195,9 +222,10 @@ class RunFolder:
             if fresh:
                 self.clear(keep={MARKER, "run.lock"})
             self.ckpt_dir.mkdir(exist_ok=True)
-            if fresh:
+            if fresh:  # the options, then the code that ran them (`code_version`)
+                saved = {**config, "code": code_version()}
                 atomic_write(self.path / "config.yaml",
-                             lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
+                             lambda p: p.write_text(yaml.safe_dump(saved, sort_keys=False)))
         except OSError as e:
             raise UserError(f"--out {self.path}: cannot write the run folder there ({e.strerror}); "
                             "choose another --out") from None

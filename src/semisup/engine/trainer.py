@@ -13,36 +13,38 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..data.store import DeviceStore
 from ..errors import UserError
 from ..methods.base import Batch
-from ..metrics import IGNORE, confusion, seg_scores
-from ..report import save_grid
+from ..options import BOOL, COUNT, DECAY, POSITIVE, WEIGHT, Checked, Choice, Interval, option
 from . import dist
 from .ema import EMA
 from .runfolder import RunFolder
 
 
 @dataclass
-class TrainOptions:
-    steps: int = 1000
-    batch_size: int = 64  # labeled images per step, global (split across processes)
-    unlabeled_ratio: int = 7  # mu: unlabeled images per labeled one
-    lr: float = 0.03
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    ema: float = 0.999
-    eval_every: int = 200
-    save_every: int = 500
-    log_every: int = 20
-    seed: int = 0
-    amp: str = "auto"  # auto: bf16 on CUDA, float32 on CPU; bf16; off
-    compile: bool = False
-    eval_batch: int = 128  # CPU here: 1.2-2.6x faster than 1024 (cnn13, WRN-28-2, cnn_small)
-    quiet: bool = False
+class TrainOptions(Checked):
+    """The run's optimisation options (FixMatch's defaults), checked when built."""
+
+    steps: int = option(1000, "training steps", check=COUNT)
+    batch_size: int = option(64, "labeled images per step, global (split across processes)", check=COUNT)
+    unlabeled_ratio: int = option(7, "unlabeled images per labeled one (mu)", check=Interval(int, 0))
+    lr: float = option(0.03, "learning rate (the method's schedule scales it)", check=POSITIVE)
+    momentum: float = option(0.9, "SGD momentum (Adam's beta1 for the methods that train with Adam)", check=DECAY)
+    nesterov: bool = option(True, "Nesterov momentum", check=BOOL)
+    weight_decay: float = option(5e-4, "weight decay", check=WEIGHT)
+    ema: float = option(0.999, "EMA decay of the evaluated weights", check=DECAY)
+    eval_every: int = option(200, "steps between evaluations", check=COUNT)
+    save_every: int = option(500, "steps between checkpoints", check=COUNT)
+    log_every: int = option(20, "steps between log reads", check=COUNT)
+    seed: int = option(0, "seed of the labeled draw, initial weights and sampling", check=Interval(int, 0))
+    amp: str = option("auto", "auto (bf16 on CUDA, float32 on CPU), bf16, off", check=Choice("auto", "bf16", "off"))
+    compile: bool = option(False, "torch.compile the network", check=BOOL)
+    # 128 on a CPU: 1.2-2.6x faster than 1024 (cnn13, WRN-28-2, cnn_small)
+    eval_batch: int = option(128, "evaluation batch size", check=COUNT)
+    quiet: bool = option(False, "no progress bar", check=BOOL)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -103,57 +105,18 @@ class StopRequests:
         self.signum = self.signum or signum
 
 
-@torch.no_grad()
-def predict_logits(model, x_uint8: torch.Tensor, views, device, batch: int = 128, amp=None):
-    model.eval()
-    out = []
-    for i in range(0, len(x_uint8), batch):
-        xb = views(x_uint8[i:i + batch].to(device, non_blocking=True), "none")
-        with amp or nullcontext():
-            out.append(model(xb).float())
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def evaluate(model, split, views, device, batch=128, amp=None, classes=None) -> dict:
-    if split.masks is not None:
-        return evaluate_segment(model, split, views, device, batch, amp, classes)
-    logits = predict_logits(model, split.x, views, device, batch, amp)
-    y = split.y.to(logits.device)
-    known = y >= 0
-    return {"accuracy": (logits.argmax(1) == y)[known].float().mean().item(),
-            "loss": F.cross_entropy(logits[known], y[known]).item()}
-
-
-@torch.no_grad()
-def evaluate_segment(model, split, views, device, batch=128, amp=None, classes=None) -> dict:
-    """Whole images, one confusion matrix over the split: mean IoU (ignore value excluded),
-    per-class IoU, pixel accuracy, Dice for two classes, cross-entropy."""
-    model.eval()
-    k = len(classes) if classes else None
-    conf, loss, pixels = None, 0.0, 0
-    batch = max(1, min(batch, 16))  # whole images: activations grow with the pixels
-    for i in range(0, len(split.x), batch):
-        xb = views(split.x[i:i + batch].to(device, non_blocking=True), "none")
-        with amp or nullcontext():
-            logits = model(xb.contiguous(memory_format=torch.channels_last)).float()
-        k = k or logits.shape[1]
-        t = split.masks[i:i + batch].to(device).long()
-        c = confusion(logits.argmax(1), t, k)
-        conf = c if conf is None else conf + c
-        n = int((t != IGNORE).sum())
-        if n:
-            loss += F.cross_entropy(logits, t, ignore_index=IGNORE, reduction="sum").item()
-            pixels += n
-    out = seg_scores(conf, classes or [str(j) for j in range(k)])
-    out["loss"] = loss / max(pixels, 1)
-    return out
-
-
 class Trainer:
     def __init__(self, method, data, views, opts: TrainOptions, run: RunFolder | None,
-                 device: torch.device, rank: int = 0, world: int = 1, extra_eval=None):
-        self.m, self.data, self.views, self.o, self.run = method, data, views, opts, run
-        self.extra_eval = extra_eval  # method -> more metrics at each evaluation (a generator's)
+                 device: torch.device, rank: int = 0, world: int = 1, extra_eval=None, store=None,
+                 task=None):
+        """`task` (a `tasks.Task`; default the method's) scores the model and names the metric that
+        selects a checkpoint; `extra_eval`: method -> more metrics at each evaluation."""
+        if task is None:
+            from ..tasks import get_task
+
+            task = get_task(method.task)
+        self.m, self.data, self.views, self.o, self.run, self.task = method, data, views, opts, run, task
+        self.extra_eval = extra_eval
         self.dev, self.rank, self.world = device, rank, world
         o = opts
         self.bu = o.batch_size * o.unlabeled_ratio if method.unlabeled_views else 0
@@ -173,24 +136,23 @@ class Trainer:
         self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else None
         if o.compile:
             self.m.model.forward = torch.compile(self.m.model.forward)
-        # data lives on the device; batches are index gathers
-        self.images = data.images.to(device)
+        # the images come from a store (default: on the device); batches are index gathers
+        self.store = store if store is not None else DeviceStore(data.images, device)
         self.hidden = data.hidden_targets.to(device)
         self.lab, self.ulb = data.labeled.to(device), data.unlabeled.to(device)
-        self.lab_y = data.hidden_targets[data.labeled].to(device)
         # the same index stream on every process (each takes its slice); augmentation differs
         self.sampler = torch.Generator(device=device).manual_seed(o.seed)
         torch.manual_seed(o.seed * 1000 + rank + 1)
         np.random.seed(o.seed * 1000 + rank + 1)
         random.seed(o.seed * 1000 + rank + 1)
         self.step_n = 0
-        self.acc: dict = {}
+        self.sums: dict = {}  # the logged values summed on the device since the last log read
         self.logs: dict = {}  # the log reads since the last evaluation, for its metrics row
         self.saved_step: int | None = None  # the step of the last last.pt written or resumed
         self.stop: StopRequests | None = None
         self.history: list[dict] = []
         self.train_seconds = 0.0
-        self.primary = "miou" if method.task == "segment" else "accuracy"  # what selects and reports
+        self.primary = task.primary  # what selects and reports
         self.best = {"select": -1.0, "step": 0, "row": {}}
 
     # ------------------------------------------------------------------ batches
@@ -202,14 +164,14 @@ class Trainer:
 
     def batch(self):
         _, li = self._draw(self.lab, self.o.batch_size, self.local_b)
-        xs, y = self.views.make(self.images[li], self.m.labeled_views, self.hidden[li])
-        us, ui, upos, umask = {}, None, None, None
+        xs, y = self.views.make(self.store.gather(li), self.m.labeled_views, self.hidden[li])
+        us, ui, upos, outside = {}, None, None, None
         if self.bu:
             upos, ui = self._draw(self.ulb, self.bu, self.local_bu)
-            us, umask = self.views.make(self.images[ui], self.m.unlabeled_views)
+            us, outside = self.views.make(self.store.gather(ui), self.m.unlabeled_views)
         xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
         us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
-        return Batch(xs, y, us, self.step_n, self.step_n / self.o.steps, upos, umask), ui
+        return Batch(xs, y, us, self.step_n, self.step_n / self.o.steps, upos, outside), ui
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> None:
@@ -239,13 +201,11 @@ class Trainer:
 
     def _accumulate(self, out: dict, loss: torch.Tensor, ui) -> None:
         """Logs stay on the device; they are read every log_every steps."""
-        a = self.acc
+        a = self.sums
         add = lambda k, v: a.__setitem__(k, a.get(k, 0) + v.detach().float())  # noqa: E731
         add("loss", loss)
-        for k, v in out.items():
-            if k.startswith("loss"):
-                add(k, v)
-            elif k not in ("pseudo_label", "mask") and v.ndim == 0:
+        for k, v in out.items():  # the losses, and every other scalar but the pseudo-label report's
+            if k.startswith("loss") or (k not in ("pseudo_label", "mask") and v.ndim == 0):
                 add(k, v)
         if "mask" in out and ui is not None:
             mask = out["mask"].detach().float()
@@ -257,7 +217,7 @@ class Trainer:
         a["n"] = a.get("n", 0) + 1
 
     def read_logs(self) -> dict:
-        a = {k: (v.item() if torch.is_tensor(v) else v) for k, v in self.acc.items()}
+        a = {k: (v.item() if torch.is_tensor(v) else v) for k, v in self.sums.items()}
         n = max(a.pop("n", 1), 1)
         pc, pn = a.pop("pl_correct", None), a.pop("pl_counted", None)
         logs = {k: v / n for k, v in a.items()}
@@ -274,21 +234,26 @@ class Trainer:
             dist.average_buffers(self.ema)
         res = {}
         if self.rank == 0:
-            r = evaluate(self.ema, self.data.test, self.views, self.dev, self.o.eval_batch, self.amp, self.data.classes)
+            score = self.task.evaluate
+            r = score(self.ema, self.data.test, self.views, self.dev, self.o.eval_batch, self.amp, self.data.classes)
             res = {f"test_{k}": v for k, v in r.items()}
             if self.data.val is not None:
                 p = self.primary
-                res[f"val_{p}"] = evaluate(self.ema, self.data.val, self.views, self.dev,
-                                           self.o.eval_batch, self.amp, self.data.classes)[p]
+                res[f"val_{p}"] = score(self.ema, self.data.val, self.views, self.dev,
+                                        self.o.eval_batch, self.amp, self.data.classes)[p]
             if self.extra_eval is not None:
                 res.update(self.extra_eval(self.m))
         return res
 
     def state(self) -> dict:
-        return {"step": self.step_n, "method": self.m.state_dict(), "ema": self.ema.state_dict(),
+        """last.pt: everything a resume needs. Like best.pt it holds, under "model", the state dict of
+        the network with the weights the run is evaluated with (the EMA's), loadable as it is into
+        the network `meta["model"]` names."""
+        return {"step": self.step_n, "model": self.ema.module.state_dict(), "method": self.m.state_dict(),
+                "ema": self.ema.state_dict(),
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                 "sampler": self.sampler.get_state(), "rng": dist.gather(rng_state(self.dev)),
-                "acc": {k: v for k, v in self.acc.items()}, "logs": self.logs, "history": self.history,
+                "sums": dict(self.sums), "logs": self.logs, "history": self.history,
                 "best": self.best, "train_seconds": self.train_seconds, "world": self.world}
 
     def load_state(self, s: dict) -> None:
@@ -299,7 +264,8 @@ class Trainer:
         self.sampler.set_state(s["sampler"].to("cpu") if self.dev.type != "cuda" else s["sampler"].cpu())
         rngs = s["rng"]
         set_rng_state(rngs[self.rank] if len(rngs) == self.world else rngs[0], self.dev)
-        self.acc = {k: (v.to(self.dev) if torch.is_tensor(v) else v) for k, v in s["acc"].items()}
+        sums = s["sums"] if "sums" in s else s["acc"]  # "acc": the key's name in older checkpoints
+        self.sums = {k: (v.to(self.dev) if torch.is_tensor(v) else v) for k, v in sums.items()}
         self.history, self.best, self.logs = s["history"], s["best"], s.get("logs", {})
         self.train_seconds, self.step_n = s["train_seconds"], s["step"]
         self.saved_step = s["step"]
@@ -329,7 +295,7 @@ class Trainer:
             if read:
                 fresh_logs = self.read_logs()
                 self.logs = {**self.logs, **fresh_logs}
-                self.acc = {}
+                self.sums = {}
                 post = {"loss": f"{self.logs['loss']:.3f}"}
                 if last_eval:
                     post[self.primary] = f"{last_eval['test_' + self.primary]:.4f}"
@@ -352,15 +318,12 @@ class Trainer:
                     if math.isfinite(select) and select > self.best["select"]:
                         self.best = {"select": select, "step": s, "row": row}
                         if self.run:
-                            self.run.save_checkpoint({"step": s, "ema": self.ema.state_dict(),
-                                                      "method": self.m.state_dict(), "meta": meta}, "best.pt")
+                            self.run.save_checkpoint({"step": s, "model": self.ema.module.state_dict(),
+                                                      "ema": self.ema.state_dict(), "method": self.m.state_dict(),
+                                                      "meta": meta}, "best.pt")
                     if self.run:
                         self.run.log(row)
-                        made = self.m.samples()
-                        if made is not None:  # a generator's images, one grid per evaluation
-                            (self.run.path / "samples").mkdir(exist_ok=True)
-                            save_grid(made, self.run.path / "samples" / f"step{s:07d}.png")
-                            save_grid(made, self.run.path / "samples.png")
+                        self.task.after_eval(self.m, self.run.path, s)
                     bar.set_postfix({"loss": f"{logs['loss']:.3f}", p: f"{row['test_' + p]:.4f}",
                                      **({"mask": f"{logs['mask_rate']:.2f}"} if "mask_rate" in logs else {})})
                 self.logs, window_t, window_steps = {}, 0.0, 0
@@ -386,8 +349,8 @@ class Trainer:
         bad = None
         if fresh_logs is not None:
             loss = fresh_logs["loss"]
-        elif "loss" in self.acc:  # steps since the last log read (a save between reads)
-            loss = (self.acc["loss"] / self.acc["n"]).item()
+        elif "loss" in self.sums:  # steps since the last log read (a save between reads)
+            loss = (self.sums["loss"] / self.sums["n"]).item()
         else:
             loss = 0.0
         p = self.primary
@@ -408,9 +371,8 @@ class Trainer:
         return stop
 
     def summary_metrics(self) -> dict:
-        """Classification reports the final test accuracy and the test accuracy at the selected
-        step; segmentation reports the test scores of the checkpoint selected on val where there
-        is a val split (the usual protocol), else the final ones, and the final mIoU beside."""
+        """The final test metric and the test metric at the selected step (on val where there is a
+        val split, else on test), with what the task adds (`Task.summary_metrics`)."""
         final = self.history[-1] if self.history else {}
         best, p = self.best.get("row", {}), self.primary
         imgs = (self.o.batch_size + self.bu) * self.o.steps
@@ -418,10 +380,7 @@ class Trainer:
              "best_step": self.best["step"], "selected_on": "val" if self.data.val is not None else "test"}
         if self.data.val is not None:
             m[f"best_val_{p}"] = self.best["select"]
-        if self.m.task == "segment":
-            rep = best if self.data.val is not None else final
-            m["final_test_miou"] = final.get("test_miou")
-            m.update({k: rep[k] for k in ("test_miou", "test_pixel_accuracy", "test_dice", "test_iou") if k in rep})
+        m.update(self.task.summary_metrics(final, best, self.data.val is not None))
         for k in ("mask_rate", "pseudo_label_accuracy", "conditional_accuracy", "local_fid", "local_fid_floor"):
             if k in final:
                 m[k] = final[k]

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..options import Checked, option  # noqa: F401  (option: re-exported for the methods' Hyper fields)
 
 
 @dataclass
@@ -22,7 +24,7 @@ class Batch:
     step: int = 0
     progress: float = 0.0  # step / total steps, for ramps and schedules
     u_index: torch.Tensor | None = None  # positions of the unlabeled images in the unlabeled pool
-    u_mask: torch.Tensor | None = None  # segmentation: (B, H, W), 255 where a crop fell outside its image
+    u_outside: torch.Tensor | None = None  # segmentation: (B, H, W), 255 where a crop fell outside its image
 
 
 def linear_ramp(progress: float, length: float) -> float:
@@ -38,15 +40,10 @@ def sigmoid_rampup(progress: float, length: float) -> float:
     return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
-def option(default, help: str):
-    """A hyperparameter with its paper default and a one-line meaning (for --help and
-    `semisup methods --verbose`)."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class Hyper:
-    pass
+class Hyper(Checked):
+    """A method's hyperparameters: `option(paper default, meaning, check=constraint)` fields,
+    checked when the dataclass is built."""
 
 
 class Method(nn.Module):
@@ -56,9 +53,6 @@ class Method(nn.Module):
     Hyper = Hyper
     labeled_views: tuple[str, ...] = ("weak",)
     unlabeled_views: tuple[str, ...] = ()
-    # run options whose paper default differs from the common one (e.g. a GAN's Adam lr);
-    # they sit above the data set's defaults and below --config and the command line
-    run_defaults: dict = {}
     schedule = "FixMatch's cosine decay, lr cos(7 pi k / 16 K)"  # what lr_factor does, for `semisup methods`
 
     def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0,
@@ -76,10 +70,6 @@ class Method(nn.Module):
                                                           dtype=torch.float32).view(1, -1, 1, 1))
         self.hp = hp if hp is not None else self.Hyper()
 
-    @classmethod
-    def default_model(cls, shape: tuple[int, int, int]) -> str | None:
-        """The backbone this method wants when --model is not given (None: the size rule)."""
-        return None
 
     def phase_starts(self, steps: int) -> tuple[int, ...]:
         """Steps that begin a new phase of training (fine-tuning after pretraining): the EMA of
@@ -89,14 +79,26 @@ class Method(nn.Module):
 
     @classmethod
     def run_defaults_for(cls, given: dict) -> dict:
-        """run_defaults (and method options), for methods whose training defaults depend on the
-        options given."""
-        return cls.run_defaults
+        """Run options (and method options) whose paper default differs from the common one (a
+        GAN's Adam lr), given the options asked for; they sit above the data set's defaults and
+        below --config and the command line."""
+        return {}
 
     @classmethod
     def default_model_for(cls, shape: tuple[int, int, int], cfg: dict) -> str | None:
-        """default_model, for methods whose backbone depends on their options."""
-        return cls.default_model(shape)
+        """The backbone this method wants when --model is not given, for images of `shape` and
+        the options `cfg` (None: the task's size rule)."""
+        return None
+
+    def attach(self, data) -> None:
+        """Called once the method is built, with the run's SemiData: what the method needs from
+        outside its networks (cgan_pseudo's --labeler run)."""
+
+    @classmethod
+    def check(cls, cfg: dict) -> None:
+        """Rules between this method's options and the run's that no single option's constraint
+        says (--pretrain-steps below --steps); raise UserError, one line. The resolved config
+        is checked option by option first."""
 
     def configure_optimizer(self, lr: float, momentum: float, nesterov: bool, weight_decay: float):
         """SGD with Nesterov momentum as in FixMatch and USB, no weight decay on BatchNorm and

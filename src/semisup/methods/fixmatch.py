@@ -1,14 +1,16 @@
 from dataclasses import dataclass
 
+from ..options import BOOL, POSITIVE, SHARE, WEIGHT
 from .base import Batch, Hyper, Method, option
 
 
 @dataclass
 class FixMatchHyper(Hyper):
-    threshold: float = option(0.95, "confidence above which a weak-view prediction becomes a pseudo-label (tau)")
-    lambda_u: float = option(1.0, "weight of the unlabeled loss (lambda_u)")
-    temperature: float = option(1.0, "sharpening temperature of soft pseudo-labels; 1 with hard labels")
-    hard_label: bool = option(True, "train on the argmax (True) or on the sharpened distribution")
+    threshold: float = option(0.95, "confidence above which a weak-view prediction becomes a pseudo-label (tau)",
+                              check=SHARE)
+    lambda_u: float = option(1.0, "weight of the unlabeled loss (lambda_u)", check=WEIGHT)
+    temperature: float = option(1.0, "sharpening temperature of soft pseudo-labels; 1 with hard labels", check=POSITIVE)
+    hard_label: bool = option(True, "train on the argmax (True) or on the sharpened distribution", check=BOOL)
 
 
 class FixMatch(Method):

@@ -2,14 +2,16 @@ from dataclasses import dataclass
 
 import torch
 
+from ..options import BOOL, SHARE, WEIGHT
 from .base import Batch, Hyper, Method, gather_batch, option
 
 
 @dataclass
 class FlexMatchHyper(Hyper):
-    threshold: float = option(0.95, "the highest threshold tau; a class's threshold rises to it as it is learned")
-    lambda_u: float = option(1.0, "weight of the unlabeled loss")
-    threshold_warmup: bool = option(True, "count not-yet-used unlabeled images in the normaliser (Eq. 11)")
+    threshold: float = option(0.95, "the highest threshold tau; a class's threshold rises to it as it is learned",
+                              check=SHARE)
+    lambda_u: float = option(1.0, "weight of the unlabeled loss", check=WEIGHT)
+    threshold_warmup: bool = option(True, "count not-yet-used unlabeled images in the normaliser (Eq. 11)", check=BOOL)
 
 
 class FlexMatch(Method):

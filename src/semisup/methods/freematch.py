@@ -3,14 +3,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..options import DECAY, WEIGHT
 from .base import Batch, Hyper, Method, gather_batch, option
 
 
 @dataclass
 class FreeMatchHyper(Hyper):
-    lambda_u: float = option(1.0, "weight of the unlabeled loss (w_u)")
-    lambda_f: float = option(0.001, "weight of the self-adaptive fairness loss (w_f; USB's ent_loss_ratio)")
-    ema_p: float = option(0.999, "EMA momentum of the confidence statistics (lambda)")
+    lambda_u: float = option(1.0, "weight of the unlabeled loss (w_u)", check=WEIGHT)
+    lambda_f: float = option(0.001, "weight of the self-adaptive fairness loss (w_f; USB's ent_loss_ratio)",
+                             check=WEIGHT)
+    ema_p: float = option(0.999, "EMA momentum of the confidence statistics (lambda)", check=DECAY)
 
 
 class FreeMatch(Method):

@@ -4,14 +4,15 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.ema import EMA
+from ..options import DECAY, SHARE, WEIGHT
 from .base import Batch, Hyper, Method, option, sigmoid_rampup
 
 
 @dataclass
 class MeanTeacherHyper(Hyper):
-    lambda_u: float = option(50.0, "largest weight of the consistency loss (USB's default)")
-    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)")
-    teacher_ema: float = option(0.999, "EMA decay of the teacher's weights (alpha)")
+    lambda_u: float = option(50.0, "largest weight of the consistency loss (USB's default)", check=WEIGHT)
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)", check=SHARE)
+    teacher_ema: float = option(0.999, "EMA decay of the teacher's weights (alpha)", check=DECAY)
 
 
 class MeanTeacher(Method):
@@ -29,7 +30,10 @@ class MeanTeacher(Method):
     paper = "Tarvainen & Valpola 2017, Mean teachers are better role models"
     Hyper = MeanTeacherHyper
     unlabeled_views = ("weak", "weak2")
-    run_defaults = {"unlabeled_ratio": 1}
+
+    @classmethod
+    def run_defaults_for(cls, given):
+        return {"unlabeled_ratio": 1}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)

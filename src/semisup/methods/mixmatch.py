@@ -3,15 +3,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..options import POSITIVE, SHARE, WEIGHT
 from .base import Batch, Hyper, Method, frozen_bn, linear_ramp, mixup, option, sharpen
 
 
 @dataclass
 class MixMatchHyper(Hyper):
-    lambda_u: float = option(75.0, "weight of the unlabeled L2 loss (lambda_U, CIFAR-10)")
-    temperature: float = option(0.5, "sharpening temperature of the guessed labels (T)")
-    mixup_alpha: float = option(0.75, "Beta(alpha, alpha) of MixUp (alpha)")
-    warmup: float = option(0.4, "share of the run over which lambda_u ramps up linearly")
+    lambda_u: float = option(75.0, "weight of the unlabeled L2 loss (lambda_U, CIFAR-10)", check=WEIGHT)
+    temperature: float = option(0.5, "sharpening temperature of the guessed labels (T)", check=POSITIVE)
+    mixup_alpha: float = option(0.75, "Beta(alpha, alpha) of MixUp (alpha)", check=WEIGHT)
+    warmup: float = option(0.4, "share of the run over which lambda_u ramps up linearly", check=SHARE)
 
 
 class MixMatch(Method):
@@ -31,7 +32,10 @@ class MixMatch(Method):
     paper = "Berthelot et al. 2019, MixMatch: a holistic approach to semi-supervised learning"
     Hyper = MixMatchHyper
     unlabeled_views = ("weak", "weak2")
-    run_defaults = {"unlabeled_ratio": 1}
+
+    @classmethod
+    def run_defaults_for(cls, given):
+        return {"unlabeled_ratio": 1}
 
     def step(self, batch: Batch):
         n, nu = len(batch.y), len(batch.u["weak"])

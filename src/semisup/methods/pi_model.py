@@ -3,13 +3,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..options import SHARE, WEIGHT
 from .base import Batch, Hyper, Method, option, sigmoid_rampup
 
 
 @dataclass
 class PiModelHyper(Hyper):
-    lambda_u: float = option(10.0, "largest weight of the consistency loss (USB's default)")
-    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)")
+    lambda_u: float = option(10.0, "largest weight of the consistency loss (USB's default)", check=WEIGHT)
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)", check=SHARE)
 
 
 class PiModel(Method):
@@ -26,7 +27,10 @@ class PiModel(Method):
     paper = "Laine & Aila 2017, Temporal ensembling for semi-supervised learning"
     Hyper = PiModelHyper
     unlabeled_views = ("weak", "weak2")
-    run_defaults = {"unlabeled_ratio": 1}
+
+    @classmethod
+    def run_defaults_for(cls, given):
+        return {"unlabeled_ratio": 1}
 
     def step(self, batch: Batch):
         n, nu = len(batch.y), len(batch.u["weak"])

@@ -3,14 +3,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..options import SHARE, WEIGHT
 from .base import Batch, Hyper, Method, linear_ramp, option
 
 
 @dataclass
 class PseudoLabelHyper(Hyper):
-    threshold: float = option(0.95, "confidence above which a prediction becomes a pseudo-label")
-    lambda_u: float = option(1.0, "weight of the unlabeled loss")
-    warmup: float = option(0.4, "share of the run over which the unlabeled weight ramps up from 0")
+    threshold: float = option(0.95, "confidence above which a prediction becomes a pseudo-label", check=SHARE)
+    lambda_u: float = option(1.0, "weight of the unlabeled loss", check=WEIGHT)
+    warmup: float = option(0.4, "share of the run over which the unlabeled weight ramps up from 0", check=SHARE)
 
 
 class PseudoLabel(Method):
@@ -24,7 +25,10 @@ class PseudoLabel(Method):
     paper = "Lee 2013, Pseudo-Label: the simple and efficient semi-supervised learning method"
     Hyper = PseudoLabelHyper
     unlabeled_views = ("weak",)
-    run_defaults = {"unlabeled_ratio": 1}
+
+    @classmethod
+    def run_defaults_for(cls, given):
+        return {"unlabeled_ratio": 1}
 
     def step(self, batch: Batch):
         n = len(batch.y)

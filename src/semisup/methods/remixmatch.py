@@ -4,18 +4,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..options import DECAY, POSITIVE, SHARE, WEIGHT
 from .base import Batch, Hyper, Method, frozen_bn, gather_batch, linear_ramp, mixup, option, sharpen
 
 
 @dataclass
 class ReMixMatchHyper(Hyper):
-    lambda_u: float = option(1.5, "weight of the mixed unlabeled loss (lambda_U)")
-    lambda_kl: float = option(0.5, "weight of the pre-mixup loss on a strong view (lambda_U1)")
-    lambda_rot: float = option(0.5, "weight of the rotation-prediction loss (lambda_r)")
-    temperature: float = option(0.5, "sharpening temperature of the guessed labels (T)")
-    mixup_alpha: float = option(0.75, "Beta(alpha, alpha) of MixUp (alpha)")
-    ema_p: float = option(0.999, "EMA momentum of the running class distribution of predictions")
-    warmup: float = option(1 / 64, "share of the run over which the unlabeled weights ramp up linearly")
+    lambda_u: float = option(1.5, "weight of the mixed unlabeled loss (lambda_U)", check=WEIGHT)
+    lambda_kl: float = option(0.5, "weight of the pre-mixup loss on a strong view (lambda_U1)", check=WEIGHT)
+    lambda_rot: float = option(0.5, "weight of the rotation-prediction loss (lambda_r)", check=WEIGHT)
+    temperature: float = option(0.5, "sharpening temperature of the guessed labels (T)", check=POSITIVE)
+    mixup_alpha: float = option(0.75, "Beta(alpha, alpha) of MixUp (alpha)", check=WEIGHT)
+    ema_p: float = option(0.999, "EMA momentum of the running class distribution of predictions", check=DECAY)
+    warmup: float = option(1 / 64, "share of the run over which the unlabeled weights ramp up linearly", check=SHARE)
 
 
 def rotate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +52,10 @@ class ReMixMatch(Method):
     paper = "Berthelot et al. 2020, ReMixMatch: semi-supervised learning with distribution alignment and augmentation anchoring"
     Hyper = ReMixMatchHyper
     unlabeled_views = ("weak", "strong", "strong2")
-    run_defaults = {"unlabeled_ratio": 1}
+
+    @classmethod
+    def run_defaults_for(cls, given):
+        return {"unlabeled_ratio": 1}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)

@@ -5,16 +5,18 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..models.gan import ConvDiscriminator, WNDiscriminator, build_generator
+from ..options import COUNT, WEIGHT
 from .base import Batch, Hyper, Method, frozen_bn, option
 
 
 @dataclass
 class SGANHyper(Hyper):
-    lambda_u: float = option(1.0, "weight of the real-versus-fake loss on unlabeled and generated images")
-    lambda_fm: float = option(1.0, "weight of the generator's feature-matching loss")
-    z_dim: int = option(100, "size of the generator's uniform noise input")
+    lambda_u: float = option(1.0, "weight of the real-versus-fake loss on unlabeled and generated images", check=WEIGHT)
+    lambda_fm: float = option(1.0, "weight of the generator's feature-matching loss", check=WEIGHT)
+    z_dim: int = option(100, "size of the generator's uniform noise input", check=COUNT)
     input_noise: float = option(0.25, "std of Gaussian noise on the discriminator's inputs, real and generated "
-                                     "(normalised units), where it has no noise or dropout layers of its own")
+                                     "(normalised units), where it has no noise or dropout layers of its own",
+                                     check=WEIGHT)
 
 
 class SGAN(Method):
@@ -49,7 +51,6 @@ class SGAN(Method):
     Hyper = SGANHyper
     labeled_views = ("weak",)
     unlabeled_views = ("weak",)
-    run_defaults = {"lr": 0.003, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 100, "unlabeled_ratio": 1}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
@@ -58,7 +59,11 @@ class SGAN(Method):
         self.register_buffer("fixed_z", torch.rand(num_classes * 10, self.hp.z_dim, generator=g))
 
     @classmethod
-    def default_model(cls, shape):
+    def run_defaults_for(cls, given):
+        return {"lr": 0.003, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 100, "unlabeled_ratio": 1}
+
+    @classmethod
+    def default_model_for(cls, shape, cfg):
         c, h, w = shape
         if c == 1 and 16 <= min(h, w) and max(h, w) <= 32:
             return "mlp_gan"
@@ -68,7 +73,7 @@ class SGAN(Method):
 
     def lr_factor(self, k: int, steps: int) -> float:
         """The authors' schedules (openai/improved-gan): constant for the MNIST setting that
-        run_defaults take (train_mnist_feature_matching.py, lr 0.003 for all 300 epochs); with
+        run defaults take (train_mnist_feature_matching.py, lr 0.003 for all 300 epochs); with
         their CIFAR-10 network (`gan_cnn`, `gan_cnn96`), their CIFAR-10 decay, constant for
         two thirds of the run and then linear to 0 (train_cifar_feature_matching.py,
         lr * min(3 - epoch / 400, 1) over 1,200 epochs)."""

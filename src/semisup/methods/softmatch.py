@@ -2,15 +2,16 @@ from dataclasses import dataclass
 
 import torch
 
+from ..options import BOOL, DECAY, POSITIVE, WEIGHT
 from .base import Batch, Hyper, Method, gather_batch, option
 
 
 @dataclass
 class SoftMatchHyper(Hyper):
-    lambda_u: float = option(1.0, "weight of the unlabeled loss")
-    ema_p: float = option(0.999, "EMA momentum of the confidence mean and variance and of the class prior")
-    n_sigma: float = option(2.0, "width of the truncated Gaussian, in standard deviations")
-    dist_align: bool = option(True, "uniform alignment of the weak-view predictions (Eq. 9)")
+    lambda_u: float = option(1.0, "weight of the unlabeled loss", check=WEIGHT)
+    ema_p: float = option(0.999, "EMA momentum of the confidence mean and variance and of the class prior", check=DECAY)
+    n_sigma: float = option(2.0, "width of the truncated Gaussian, in standard deviations", check=POSITIVE)
+    dist_align: bool = option(True, "uniform alignment of the weak-view predictions (Eq. 9)", check=BOOL)
 
 
 class SoftMatch(Method):

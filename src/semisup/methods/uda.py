@@ -3,15 +3,17 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
+from ..options import POSITIVE, SHARE, WEIGHT, Choice
 from .base import Batch, Hyper, Method, option
 
 
 @dataclass
 class UDAHyper(Hyper):
-    lambda_u: float = option(1.0, "weight of the consistency loss")
-    temperature: float = option(0.4, "sharpening temperature of the weak-view target")
-    threshold: float = option(0.8, "confidence a weak-view prediction needs to count (confidence masking)")
-    tsa: str = option("none", "training signal annealing of the labeled loss: none, linear, exp or log")
+    lambda_u: float = option(1.0, "weight of the consistency loss", check=WEIGHT)
+    temperature: float = option(0.4, "sharpening temperature of the weak-view target", check=POSITIVE)
+    threshold: float = option(0.8, "confidence a weak-view prediction needs to count (confidence masking)", check=SHARE)
+    tsa: str = option("none", "training signal annealing of the labeled loss: none, linear, exp or log",
+                      check=Choice("none", "linear", "exp", "log"))
 
 
 class UDA(Method):
@@ -31,8 +33,6 @@ class UDA(Method):
                     "log": lambda t: 1 - math.exp(-t * 5)}
         if self.hp.tsa == "none":
             return 1.0
-        if self.hp.tsa not in schedule:
-            raise ValueError(f"tsa must be none, linear, exp or log, not {self.hp.tsa!r}")
         k = self.num_classes
         return schedule[self.hp.tsa](progress) * (1 - 1 / k) + 1 / k
 

@@ -3,18 +3,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..options import COUNT, POSITIVE, SHARE, WEIGHT
 from .base import Batch, Hyper, Method, frozen_bn, linear_ramp, option
 
 
 @dataclass
 class VATHyper(Hyper):
-    lambda_u: float = option(0.3, "weight of the VAT loss (USB's default)")
+    lambda_u: float = option(0.3, "weight of the VAT loss (USB's default)", check=WEIGHT)
     vat_eps: float = option(6.0, "L2 norm of the adversarial perturbation of a 32x32x3 image, in normalised pixel "
-                                 "units (epsilon); scaled by sqrt(C*H*W / 3072) for other sizes")
-    vat_xi: float = option(1e-6, "size of the probe for the power iteration (xi)")
-    vat_iters: int = option(1, "power iterations for the adversarial direction")
-    lambda_ent: float = option(0.06, "weight of entropy minimisation on unlabeled predictions (VAT+EntMin)")
-    warmup: float = option(0.4, "share of the run over which lambda_u ramps up linearly")
+                                 "units (epsilon); scaled by sqrt(C*H*W / 3072) for other sizes", check=POSITIVE)
+    vat_xi: float = option(1e-6, "size of the probe for the power iteration (xi)", check=POSITIVE)
+    vat_iters: int = option(1, "power iterations for the adversarial direction", check=COUNT)
+    lambda_ent: float = option(0.06, "weight of entropy minimisation on unlabeled predictions (VAT+EntMin)",
+                               check=WEIGHT)
+    warmup: float = option(0.4, "share of the run over which lambda_u ramps up linearly", check=SHARE)
 
 
 def _unit(d: torch.Tensor) -> torch.Tensor:
@@ -45,7 +47,10 @@ class VAT(Method):
     paper = "Miyato et al. 2018, Virtual adversarial training: a regularization method for supervised and semi-supervised learning"
     Hyper = VATHyper
     unlabeled_views = ("weak",)
-    run_defaults = {"unlabeled_ratio": 1}
+
+    @classmethod
+    def run_defaults_for(cls, given):
+        return {"unlabeled_ratio": 1}
 
     def eps(self) -> float:
         c, h, w = self.shape

@@ -79,11 +79,6 @@ SEG_MODELS = {  # every size from 1 px works: the decoders upsample to the input
 _UNET_N = re.compile(r"unet([1-9][0-9]*)")  # unet<N>: a U-Net of width N (the paper's is unet64)
 
 
-def default_seg_model(shape: tuple[int, int, int]) -> str:
-    """`unet` (width 16) for every size: a CPU trains it; on a GPU ask for unet64 or deeplabv3plus."""
-    return "unet"
-
-
 def build_seg_model(name: str, shape: tuple[int, int, int], num_classes: int) -> SegNet:
     if name in SEG_MODELS:
         _check_size(name, SEG_MODELS[name], shape, SEG_MODELS)

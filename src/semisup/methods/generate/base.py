@@ -73,8 +73,10 @@ class CondGANMethod(GenMethod):
 
     labeled_views = ("none", "weak")
     unlabeled_views = ("none", "weak")
-    run_defaults = {"lr": 2e-4, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3,
-                    "ema": 0.99}
+
+    @classmethod
+    def run_defaults_for(cls, given):
+        return {"lr": 2e-4, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 32, "unlabeled_ratio": 3, "ema": 0.99}
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)

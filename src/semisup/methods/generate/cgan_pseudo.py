@@ -1,29 +1,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ...errors import UserError
+from ...options import COUNT, SHARE, WEIGHT
 from ..base import Batch, Hyper, option
 from .base import CondGANMethod
 
 
 @dataclass
 class CGANHyper(Hyper):
-    lambda_cls: float = option(1.0, "weight of the classification head's cross-entropy on labeled images")
+    lambda_cls: float = option(1.0, "weight of the classification head's cross-entropy on labeled images", check=WEIGHT)
     lambda_ac: float = option(1.0, "weight of the generator's auxiliary-classifier loss (the head should call "
-                                   "G(z, y) class y, as in AC-GAN)")
-    z_dim: int = option(128, "size of the generator's Gaussian noise")
-    g_width: int = option(32, "channels of the generator's last hidden layer (2x and 4x that before it)")
+                                   "G(z, y) class y, as in AC-GAN)", check=WEIGHT)
+    z_dim: int = option(128, "size of the generator's Gaussian noise", check=COUNT)
+    g_width: int = option(32, "channels of the generator's last hidden layer (2x and 4x that before it)", check=COUNT)
 
 
 @dataclass
 class CGANPseudoHyper(CGANHyper):
     threshold: float = option(0.95, "head (or --labeler) confidence an unlabeled image needs for its pseudo-label "
-                                    "to enter the conditional loss; below it the image counts unconditionally")
-    lambda_u: float = option(1.0, "weight of the head's cross-entropy on confidently pseudo-labeled unlabeled images")
+                                    "to enter the conditional loss; below it the image counts unconditionally",
+                                    check=SHARE)
+    lambda_u: float = option(1.0, "weight of the head's cross-entropy on confidently pseudo-labeled unlabeled images",
+                             check=WEIGHT)
     labeler: str = option("", "a finished classification run folder whose classifier labels the unlabeled "
                               "images instead of the discriminator's head")
 
@@ -55,11 +60,24 @@ class CGANPseudo(CondGANMethod):
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
-        self.label_fn = None  # set by the caller for --labeler: pixels in [0, 1] -> class logits
+        self.label_fn = None  # --labeler: pixels in [0, 1] -> class logits (`attach`)
+
+    def attach(self, data) -> None:
+        labeler = getattr(self.hp, "labeler", "")  # cgan_supervised's options have none
+        if labeler:
+            from ...infer import run_classifier
+
+            self.label_fn = run_classifier(labeler, data)
 
     @classmethod
-    def default_model(cls, shape):
+    def default_model_for(cls, shape, cfg):
         return "cgan_d"
+
+    @classmethod
+    def check(cls, cfg):
+        if cfg.get("labeler") and not (Path(str(cfg["labeler"])) / "checkpoints").is_dir():
+            raise UserError(f"--labeler {cfg['labeler']}: not a run folder (no checkpoints/); give a finished "
+                            "classification run")
 
     def step(self, batch: Batch):
         d, n, hp = self.model, len(batch.y), self.hp

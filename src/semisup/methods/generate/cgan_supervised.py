@@ -12,4 +12,7 @@ class CGANSupervised(CGANPseudo):
     paper = "Miyato & Koyama 2018, cGANs with projection discriminator (labeled images only)"
     Hyper = CGANHyper
     unlabeled_views = ()
-    run_defaults = {**CGANPseudo.run_defaults, "batch_size": 128, "unlabeled_ratio": 0}  # as many real images a step
+
+    @classmethod
+    def run_defaults_for(cls, given):  # as many real images a step as cgan_pseudo
+        return {**super().run_defaults_for(given), "batch_size": 128, "unlabeled_ratio": 0}

@@ -8,19 +8,21 @@ import torch.nn.functional as F
 
 from ...errors import UserError
 from ...models.cgan import MLP, M1M2Classifier
+from ...options import BOOL, COUNT, SHARE, WEIGHT
 from ..base import Batch, Hyper, gather_batch, option
 from .base import GenMethod
 
 
 @dataclass
 class SSVAEHyper(Hyper):
-    z_dim: int = option(50, "size of M2's latent z (style)")
-    hidden: int = option(500, "hidden units of M2's encoder q(z|x,y) and decoder p(x|y,z)")
+    z_dim: int = option(50, "size of M2's latent z (style)", check=COUNT)
+    hidden: int = option(500, "hidden units of M2's encoder q(z|x,y) and decoder p(x|y,z)", check=COUNT)
     alpha: float = option(0.1, "weight of the labeled cross-entropy: the paper's alpha = 0.1 N over N images "
-                               "(1 with --stack-m1)")
+                               "(1 with --stack-m1)", check=WEIGHT)
     stack_m1: bool = option(False, "M1+M2: M2 models the latent z1 of a first VAE (M1), trained first on all images "
-                                   "(its defaults: --alpha 1 --lr 0.001 --unlabeled-ratio 3)")
-    m1_share: float = option(0.5, "with --stack-m1, the share of the steps that trains M1 before M2 starts")
+                                   "(its defaults: --alpha 1 --lr 0.001 --unlabeled-ratio 3)", check=BOOL)
+    m1_share: float = option(0.5, "with --stack-m1, the share of the steps that trains M1 before M2 starts",
+                             check=SHARE)
 
 
 def gaussian_nll(x, mean, logvar, keep):
@@ -53,15 +55,14 @@ class SSVAE(GenMethod):
     Hyper = SSVAEHyper
     labeled_views = ("weak", "none")
     unlabeled_views = ("weak", "none")
-    run_defaults = {"lr": 3e-4, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 64, "unlabeled_ratio": 1}
-
-    # M1+M2's own defaults, for budgets of thousands of steps rather than the paper's 3,000
-    # epochs (MNIST, 100 labels, 16,000 steps: docs/benchmarks.md)
-    stack_defaults = {"alpha": 1.0, "lr": 1e-3, "unlabeled_ratio": 3}
 
     @classmethod
     def run_defaults_for(cls, given):
-        return {**cls.run_defaults, **cls.stack_defaults} if given.get("stack_m1") else cls.run_defaults
+        """The authors' Adam settings; with --stack-m1, M1+M2's own, for budgets of thousands of
+        steps rather than the paper's 3,000 epochs (MNIST, 100 labels, 16,000 steps:
+        docs/benchmarks.md)."""
+        paper = {"lr": 3e-4, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 64, "unlabeled_ratio": 1}
+        return {**paper, "alpha": 1.0, "lr": 1e-3, "unlabeled_ratio": 3} if given.get("stack_m1") else paper
 
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)

@@ -9,20 +9,24 @@ from torch.func import functional_call
 
 from ...engine.dist import active
 from ...models.cgan import ProjDiscriminator
+from ...options import COUNT, SHARE, WEIGHT
 from ..base import Batch, Hyper, option
 from .base import CondGANMethod
 
 
 @dataclass
 class TripleGANHyper(Hyper):
-    alpha: float = option(0.5, "share of the fake pairs that come from the classifier (the rest from the generator)")
-    alpha_p: float = option(0.1, "weight of the classifier's cross-entropy on generated images (R_P)")
-    pseudo_start: float = option(0.3, "share of the run after which R_P starts (the generator must be good first)")
-    alpha_entropy: float = option(0.3, "weight of the entropy of the classifier's predictions on unlabeled images")
+    alpha: float = option(0.5, "share of the fake pairs that come from the classifier (the rest from the generator)",
+                          check=SHARE)
+    alpha_p: float = option(0.1, "weight of the classifier's cross-entropy on generated images (R_P)", check=WEIGHT)
+    pseudo_start: float = option(0.3, "share of the run after which R_P starts (the generator must be good first)",
+                                 check=SHARE)
+    alpha_entropy: float = option(0.3, "weight of the entropy of the classifier's predictions on unlabeled images",
+                                  check=WEIGHT)
     alpha_balance: float = option(1e-3, "weight of the class-balance term: cross-entropy of the uniform distribution "
-                                        "to the classifier's mean prediction on unlabeled images")
-    z_dim: int = option(128, "size of the generator's Gaussian noise")
-    g_width: int = option(32, "channels of the generator's last hidden layer (2x and 4x that before it)")
+                                        "to the classifier's mean prediction on unlabeled images", check=WEIGHT)
+    z_dim: int = option(128, "size of the generator's Gaussian noise", check=COUNT)
+    g_width: int = option(32, "channels of the generator's last hidden layer (2x and 4x that before it)", check=COUNT)
 
 
 class TripleGAN(CondGANMethod):

@@ -4,15 +4,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...errors import UserError
+from ...options import SHARE, WEIGHT, Interval
 from ..base import Batch, Hyper, option
 from .base import SegMethod
 
 
 @dataclass
 class AEPretrainHyper(Hyper):
-    pretrain_steps: int = option(500, "steps of autoencoder training before fine-tuning (counted in --steps)")
-    noise: float = option(0.5, "std of the Gaussian noise added to the (normalised) input images")
-    mask_ratio: float = option(0.25, "share of 4x4-pixel patches blanked in the input images")
+    pretrain_steps: int = option(500, "steps of autoencoder training before fine-tuning (counted in --steps)",
+                                 check=Interval(int, 0))
+    noise: float = option(0.5, "std of the Gaussian noise added to the (normalised) input images", check=WEIGHT)
+    mask_ratio: float = option(0.25, "share of 4x4-pixel patches blanked in the input images", check=SHARE)
 
 
 class AEPretrain(SegMethod):
@@ -35,6 +38,12 @@ class AEPretrain(SegMethod):
     def __init__(self, model, num_classes, hp=None, num_unlabeled: int = 0, **kw):
         super().__init__(model, num_classes, hp, num_unlabeled, **kw)
         self.recon = nn.Conv2d(model.decoder_channels, self.shape[0], 1)
+
+    @classmethod
+    def check(cls, cfg):
+        if cfg["pretrain_steps"] >= cfg["steps"]:
+            raise UserError(f"--pretrain-steps {cfg['pretrain_steps']}: must be at least 0 and below --steps "
+                            f"({cfg['steps']}); both phases count in --steps")
 
     def phase_starts(self, steps):
         return (self.hp.pretrain_steps,)

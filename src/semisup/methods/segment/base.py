@@ -21,7 +21,7 @@ class SegMethod(Method):
     labeled_views = ("weak",)
 
     @classmethod
-    def default_model(cls, shape):
+    def default_model_for(cls, shape, cfg):
         return "unet"
 
     def sup_loss(self, logits: torch.Tensor, masks: torch.Tensor, dice: float = 0.0) -> torch.Tensor:

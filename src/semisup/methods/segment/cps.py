@@ -5,15 +5,17 @@ import torch
 
 from ...data.segviews import cutmix, cutmix_boxes
 from ...metrics import IGNORE
+from ...options import SHARE, WEIGHT
 from ..base import Batch, Hyper, option, sigmoid_rampup
 from .base import SegMethod
 
 
 @dataclass
 class CPSHyper(Hyper):
-    lambda_u: float = option(1.5, "weight of the cross pseudo supervision loss (CPS with CutMix: 1.5)")
-    cutmix_p: float = option(1.0, "probability that an unlabeled image gets a CutMix box (CPS: always)")
-    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid, as SSL4MIS's CPS)")
+    lambda_u: float = option(1.5, "weight of the cross pseudo supervision loss (CPS with CutMix: 1.5)", check=WEIGHT)
+    cutmix_p: float = option(1.0, "probability that an unlabeled image gets a CutMix box (CPS: always)", check=SHARE)
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid, as SSL4MIS's CPS)",
+                           check=SHARE)
 
 
 class CPS(SegMethod):
@@ -48,7 +50,7 @@ class CPS(SegMethod):
     def step(self, batch: Batch):
         n, u = len(batch.y), batch.u["weak"]
         b, _, h, w = u.shape
-        valid = batch.u_mask != IGNORE
+        valid = batch.u_outside != IGNORE
         box, perm = cutmix_boxes(b, h, w, u.device, self.hp.cutmix_p), torch.randperm(b, device=u.device)
         with torch.no_grad():
             t1, t2 = self.model(u).argmax(1), self.peer(u).argmax(1)

@@ -4,18 +4,19 @@ import torch
 
 from ...data.segviews import cutmix, cutmix_boxes
 from ...metrics import IGNORE
+from ...options import BOOL, DECAY, SHARE, WEIGHT
 from ..base import Batch, Hyper, option
 from .base import SegMethod
 
 
 @dataclass
 class FixMatchHyper(Hyper):
-    threshold: float = option(0.95, "confidence a pixel's pseudo-label needs (UniMatch's FixMatch: 0.95)")
-    lambda_u: float = option(1.0, "weight of the unlabeled loss")
-    cutmix_p: float = option(0.5, "probability that an unlabeled image gets a CutMix box")
+    threshold: float = option(0.95, "confidence a pixel's pseudo-label needs (UniMatch's FixMatch: 0.95)", check=SHARE)
+    lambda_u: float = option(1.0, "weight of the unlabeled loss", check=WEIGHT)
+    cutmix_p: float = option(0.5, "probability that an unlabeled image gets a CutMix box", check=SHARE)
     classwise: bool = option(True, "class-wise thresholds: the threshold x the class's EMA confidence / the "
-                                   "highest class's (false: one threshold for every class, as the paper)")
-    class_momentum: float = option(0.99, "EMA momentum of the per-class confidence (FreeMatch: 0.999)")
+                                   "highest class's (false: one threshold for every class, as the paper)", check=BOOL)
+    class_momentum: float = option(0.99, "EMA momentum of the per-class confidence (FreeMatch: 0.999)", check=DECAY)
 
 
 class FixMatch(SegMethod):
@@ -50,7 +51,7 @@ class FixMatch(SegMethod):
         b, _, h, w = u_s.shape
         logits = self.model(torch.cat([batch.x["weak"], u_w]))
         conf, target = self.pseudo_masks(logits[n:])
-        valid = batch.u_mask != IGNORE
+        valid = batch.u_outside != IGNORE
         keep, logs = self.confident(conf, target, valid)
         box, perm = cutmix_boxes(b, h, w, u_s.device, self.hp.cutmix_p), torch.randperm(b, device=u_s.device)
         u_s, target, keep, valid = cutmix(box, perm, u_s, target, keep, valid)

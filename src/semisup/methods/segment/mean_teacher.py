@@ -4,15 +4,17 @@ import torch
 
 from ...engine.ema import EMA
 from ...metrics import IGNORE
+from ...options import DECAY, SHARE, WEIGHT
 from ..base import Batch, Hyper, option, sigmoid_rampup
 from .base import SegMethod
 
 
 @dataclass
 class MeanTeacherHyper(Hyper):
-    lambda_u: float = option(1.0, "largest weight of the consistency loss (SSL4MIS: 0.1; see the class note)")
-    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)")
-    teacher_ema: float = option(0.99, "EMA decay of the teacher's weights (SSL4MIS: 0.99)")
+    lambda_u: float = option(1.0, "largest weight of the consistency loss (SSL4MIS: 0.1; see the class note)",
+                             check=WEIGHT)
+    warmup: float = option(0.4, "share of the run over which the weight ramps up (sigmoid)", check=SHARE)
+    teacher_ema: float = option(0.99, "EMA decay of the teacher's weights (SSL4MIS: 0.99)", check=DECAY)
 
 
 class MeanTeacher(SegMethod):
@@ -43,7 +45,7 @@ class MeanTeacher(SegMethod):
         # grayscale and blurred ones cost supervised learning more than the consistency gives
         # (two-class cells, 20 labels, consistency weight 0: Dice 0.40 with one forward, 0.56 with two)
         lx, lu = self.model(batch.x["weak"]), self.model(batch.u["strong"])
-        valid = (batch.u_mask != IGNORE).unsqueeze(1)
+        valid = (batch.u_outside != IGNORE).unsqueeze(1)
         sq = (lu.float().softmax(1) - target) ** 2 * valid
         unsup = sq.sum() / valid.sum().clamp_min(1) / self.num_classes
         w = self.hp.lambda_u * sigmoid_rampup(batch.progress, self.hp.warmup)

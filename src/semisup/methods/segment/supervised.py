@@ -1,12 +1,13 @@
 from dataclasses import dataclass
 
+from ...options import WEIGHT
 from ..base import Batch, Hyper, option
 from .base import SegMethod
 
 
 @dataclass
 class SupervisedHyper(Hyper):
-    dice: float = option(0.0, "weight of a soft Dice loss beside cross-entropy (0: cross-entropy only)")
+    dice: float = option(0.0, "weight of a soft Dice loss beside cross-entropy (0: cross-entropy only)", check=WEIGHT)
 
 
 class Supervised(SegMethod):

@@ -5,18 +5,20 @@ import torch.nn.functional as F
 
 from ...data.segviews import cutmix, cutmix_boxes
 from ...metrics import IGNORE
+from ...options import BOOL, DECAY, SHARE, Interval
 from ..base import Batch, Hyper, option
 from .base import SegMethod
 
 
 @dataclass
 class UniMatchHyper(Hyper):
-    threshold: float = option(0.95, "confidence a pixel's pseudo-label needs (UniMatch: 0.95)")
-    fp_dropout: float = option(0.5, "channel dropout on the encoder features of the feature-perturbation stream")
-    cutmix_p: float = option(0.5, "probability that an unlabeled image gets a CutMix box")
+    threshold: float = option(0.95, "confidence a pixel's pseudo-label needs (UniMatch: 0.95)", check=SHARE)
+    fp_dropout: float = option(0.5, "channel dropout on the encoder features of the feature-perturbation stream",
+                               check=Interval(float, 0, 1, closed="left"))
+    cutmix_p: float = option(0.5, "probability that an unlabeled image gets a CutMix box", check=SHARE)
     classwise: bool = option(True, "class-wise thresholds: the threshold x the class's EMA confidence / the "
-                                   "highest class's (false: one threshold for every class, as the paper)")
-    class_momentum: float = option(0.99, "EMA momentum of the per-class confidence (FreeMatch: 0.999)")
+                                   "highest class's (false: one threshold for every class, as the paper)", check=BOOL)
+    class_momentum: float = option(0.99, "EMA momentum of the per-class confidence (FreeMatch: 0.999)", check=DECAY)
 
 
 class UniMatch(SegMethod):
@@ -52,7 +54,7 @@ class UniMatch(SegMethod):
         both = m.logits([torch.cat([f, g]) for f, g in zip(feats, fp)], (h, w))
         lx, lw, lfp = both[:n], both[n:n + b], both[n + b:]
         conf, target = self.pseudo_masks(lw)
-        valid = batch.u_mask != IGNORE
+        valid = batch.u_outside != IGNORE
         keep, logs = self.confident(conf, target, valid)
         perm = torch.randperm(b, device=u_w.device)
         mixed, losses = [], []

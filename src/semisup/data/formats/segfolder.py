@@ -1,18 +1,10 @@
-"""Segmentation readers: images with per-pixel class masks, matched by file name (stem).
+"""Segmentation folders: images with per-pixel class masks, matched by file name (stem).
 
-Three layouts: a folder with `images/` and `masks/` (optional `unlabeled/`), at the root or per
-split under `train/`, `val/`, `test/`; the CamVid (SegNet) layout, `train/` beside `trainannot/`;
-and a dataset card (YAML) naming the folders, the classes, the ignore value and a palette:
+Two layouts: a folder with `images/` and `masks/` (optional `unlabeled/`), at the root or per
+split under `train/`, `val/`, `test/`; and the CamVid (SegNet) layout, `train/` beside
+`trainannot/`. A dataset card (`card.py`) names such folders and reads them with `read_plan`.
 
-    classes: [background, road, car]
-    ignore: 255                      # optional, default 255; or an [r, g, b] colour in colour masks
-    palette: [[0, 0, 0], [128, 64, 128], [64, 0, 128]]  # optional; needed for RGB colour masks
-    train: {images: imgs/train, masks: ann/train}       # paths relative to the card's folder
-    unlabeled: imgs/extra            # optional: images without masks
-    val: {images: imgs/val, masks: ann/val}             # optional
-    test: {images: imgs/test, masks: ann/test}          # optional
-
-Masks may be index images (mode L or P), RGB colour masks mapped through the card's palette,
+Masks may be index images (mode L or P), RGB colour masks mapped through a card's palette,
 or binary 0/255 (then 255 is class 1). In memory, masks are uint8 class indices, 255 = ignore.
 """
 from __future__ import annotations
@@ -24,16 +16,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import Problems, UserError
-from ..metrics import IGNORE
-from .sources import Source, Split, _decode, _is_image, decode_images, in_threads, walk_folder
+from ...errors import Problems, UserError
+from ..decode import _decode, decode_images, in_threads, is_image, walk_folder
+from ..types import IGNORE, Format, Source, Split
 
 SPLITS = ("train", "val", "test")
 CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
                   "Pedestrian", "Bicyclist"]
 CAMVID_PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
                   (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
-CARD_KEYS = ("classes", "ignore", "palette", "train", "unlabeled", "val", "test")
 RARE_PIXELS, RARE_MASKS = 0.001, 0.01  # shares of the labeled pixels and of the masks: see `_unnamed_values`
 
 
@@ -49,10 +40,10 @@ def distinct_palette(k: int) -> list[tuple[int, int, int]]:
     return out
 
 
+
+
 def seg_layout(p: Path) -> str | None:
-    """'card', 'camvid' or 'folder' where `p` is segmentation data, else None."""
-    if p.is_file():
-        return "card" if p.suffix.lower() in (".yaml", ".yml") else None
+    """'camvid' or 'folder' where `p` is a folder of segmentation data, else None."""
     if not p.is_dir():
         return None
     if (p / "train").is_dir() and (p / "trainannot").is_dir():
@@ -60,71 +51,6 @@ def seg_layout(p: Path) -> str | None:
     if any((d / "images").is_dir() and (d / "masks").is_dir() for d in (p, p / "train")):
         return "folder"
     return None
-
-
-# ----------------------------------------------------------------------------- dataset card
-def _card_error(card: Path, key: str, what: str) -> UserError:
-    return UserError(f"{card}: '{key}' {what}")
-
-
-def _colour(card: Path, key: str, v) -> tuple[int, int, int]:
-    if not (isinstance(v, list) and len(v) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in v)):
-        raise _card_error(card, key, f"must be an [r, g, b] colour of 0..255 integers, not {v!r}")
-    return tuple(v)
-
-
-def _folder(card: Path, key: str, v) -> Path:
-    if not isinstance(v, str):
-        raise _card_error(card, key, f"must be a folder path, not {v!r}")
-    d = card.parent / v
-    if not d.is_dir():
-        raise _card_error(card, key, f"folder {d} does not exist; fix the path (relative to the card's folder)")
-    return d
-
-
-def read_card(card: Path) -> dict:
-    """The card, validated: classes, ignore (int or colour), palette, and plan (see `_plan`)."""
-    import yaml
-
-    try:
-        c = yaml.safe_load(card.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{card}: not a readable YAML dataset card ({str(e).splitlines()[0]})")
-    if not isinstance(c, dict):
-        raise UserError(f"{card}: a dataset card is a mapping with keys {', '.join(CARD_KEYS)}")
-    for k in c:
-        if k not in CARD_KEYS:
-            raise _card_error(card, k, f"is not a dataset card key; the keys are {', '.join(CARD_KEYS)}")
-    for k in ("classes", "train"):
-        if k not in c:
-            raise _card_error(card, k, "is missing; a card needs at least classes and train")
-    classes = c["classes"]
-    if not (isinstance(classes, list) and classes and all(isinstance(n, (str, int)) for n in classes)):
-        raise _card_error(card, "classes", "must be a list of class names")
-    classes = [str(n) for n in classes]
-    ignore = c.get("ignore", IGNORE)
-    if isinstance(ignore, list):
-        ignore = _colour(card, "ignore", ignore)
-    elif not (isinstance(ignore, int) and 0 <= ignore <= 255):
-        raise _card_error(card, "ignore", f"must be a mask value 0..255 or an [r, g, b] colour, not {ignore!r}")
-    palette = c.get("palette")
-    if palette is not None:
-        if not isinstance(palette, list) or len(palette) != len(classes):
-            raise _card_error(card, "palette", f"must list one [r, g, b] colour per class ({len(classes)})")
-        palette = [_colour(card, f"palette[{i}]", v) for i, v in enumerate(palette)]
-        if len(set(palette)) < len(palette) or ignore in palette:
-            raise _card_error(card, "palette", "has a colour twice (or the ignore colour); make each distinct")
-    plan = {}
-    for s in SPLITS:
-        if s not in c:
-            continue
-        v = c[s]
-        if not (isinstance(v, dict) and set(v) == {"images", "masks"}):
-            raise _card_error(card, s, f"must be {{images: FOLDER, masks: FOLDER}}, not {v!r}")
-        plan[s] = (_folder(card, f"{s}.images", v["images"]), _folder(card, f"{s}.masks", v["masks"]), [])
-    if "unlabeled" in c:
-        plan["train"][2].append(_folder(card, "unlabeled", c["unlabeled"]))
-    return {"classes": classes, "ignore": ignore, "palette": palette, "plan": plan}
 
 
 # ----------------------------------------------------------------------------- folders
@@ -154,7 +80,7 @@ def _images(d: Path, problems: Problems, notes: list[str]) -> dict[str, Path]:
     hidden files and folders skipped)."""
     out: dict[str, Path] = {}
     for rel in walk_folder(d, problems, notes)[0]:
-        if _is_image(rel):
+        if is_image(rel):
             p = d / rel
             key = os.path.splitext(rel)[0]
             if key in out:
@@ -300,18 +226,23 @@ def _unnamed_values(root: Path, hist: np.ndarray, masks: list, problems: Problem
 
 
 # ----------------------------------------------------------------------------- reader
-def read_segmentation(spec: str, problems: Problems, classes: list[str] | None = None) -> Source:
-    if spec == "shapes":
-        from .shapes import read_shapes
-
-        return read_shapes()
+def read_segfolder(spec: str, problems: Problems, classes: list[str] | None = None,
+                   image_size: int | None = None) -> Source:
+    """An images/ + masks/ folder or the CamVid layout (`seg_layout`); `image_size` is unused: a
+    segmentation source keeps its images' size."""
     root = Path(spec)
-    layout = seg_layout(root)
-    card = read_card(root) if layout == "card" else None
-    plan = card["plan"] if card else _plan(root, layout, problems)
+    found = seg_layout(root)
+    plan = _plan(root, found, problems)
     if "train" not in plan:
         raise UserError(f"{root}: no training images and masks found; expected images/ and masks/ "
                         "(or train/images/ and train/masks/)")
+    return read_plan(root, plan, problems, classes, layout=found)
+
+
+def read_plan(root: Path, plan: dict[str, tuple[Path, Path, list[Path]]], problems: Problems,
+              classes: list[str] | None, card: dict | None = None, layout: str = "folder") -> Source:
+    """The images and masks of `plan` (split -> images folder, masks folder, unlabeled folders),
+    their classes from `card` (`card.read_card`), else from `classes` or the mask values."""
     notes: list[str] = []
     pairs = _one_split_per_file({s: _pairs(*plan[s], problems, notes) for s in plan}, problems)
     colours = _colour_table(card["palette"], card["ignore"]) if card and card["palette"] else None
@@ -389,3 +320,10 @@ def read_segmentation(spec: str, problems: Problems, classes: list[str] | None =
     return Source(root.stem if card else root.name, kind, names, splits["train"], splits.get("test"),
                   splits.get("val"), flip=True, notes=notes, task="segment", palette=palette,
                   ignore_index=ignore)
+
+
+def detect(spec: str) -> bool:
+    return seg_layout(Path(spec)) is not None
+
+
+FORMAT = Format("segfolder", "segment", "segmentation data (images with masks)", detect, read_segfolder)

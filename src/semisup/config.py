@@ -1,0 +1,156 @@
+"""Option layering and checks (DESIGN.md): the common defaults, then the task's, then the
+built-in data set's, then the method's paper defaults, then a --config file, then the options
+given (command line or Python). `resolve` merges them and `check_config` checks the result
+once, so the command line, --config and `api.train({...})` get the same one-line messages.
+Each option declares its own constraint (`options.option(..., check=...)`): the run keys in
+`RunOptions`, the optimisation options in `TrainOptions`, a method's in its `Hyper`; the few
+rules between options are the cross checks below and the methods' own `Method.check`."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .engine.trainer import TrainOptions
+from .errors import UserError
+from .methods import METHODS, get_method
+from .options import BOOL, COUNT, Choice, File, Interval, check_values, flag, option
+from .tasks import DEFAULT_TASK, TASKS
+
+# Defaults per task above the common ones (each task's `defaults`, with its reasons).
+TASK_DEFAULTS = {name: dict(t.defaults) for name, t in TASKS.items() if t.defaults}
+# Defaults per built-in data set, chosen so that the run fits a small CPU budget.
+DATA_DEFAULTS = {
+    "digits": dict(labels_per_class=4, steps=1000, batch_size=32, eval_every=100, save_every=500),
+    "shapes": dict(labels=50, steps=1000, eval_every=100, save_every=500),
+}
+WHERE_NOT_WHAT = ("out", "resume", "overwrite", "code")  # never taken from a config file (code: provenance)
+
+
+def _task_methods() -> str:
+    return "; ".join(f"--task {t}: {d['method']}" for t, d in TASK_DEFAULTS.items() if "method" in d)
+
+
+@dataclass
+class RunOptions:
+    """What to train: the task, method, data, labeled draw, network and device. The help says
+    the defaults that depend on the data in words."""
+
+    task: str = option(DEFAULT_TASK, f"classify (default), segment (default for segmentation data: a folder "
+                       "with images/ and masks/, the CamVid layout, a dataset card, shapes; default method "
+                       f"{TASK_DEFAULTS['segment']['method']}) or generate (a class-conditional generator with a "
+                       f"classifier; default method {TASK_DEFAULTS['generate']['method']})", check=Choice(*TASKS))
+    method: str = option("fixmatch", f"the algorithm (default fixmatch; {_task_methods()}); "
+                         "`semisup methods` lists them")
+    data: str = option("digits", "a built-in name (digits; shapes for segmentation) or a path: IDX folder, image "
+                       "folder or .tar(.gz), .csv manifest, .npz; segmentation: a folder with images/ and masks/, "
+                       "the CamVid layout, a dataset card .yaml")
+    labels: int | None = option(None, "labeled images to draw, class-balanced (default: digits 4 per class; other "
+                                "data: every labeled image)", check=COUNT)
+    labels_per_class: int | None = option(None, "labeled images to draw per class", check=COUNT)
+    labeled_fraction: float | None = option(None, "share of the training images to label, e.g. 0.125 "
+                                            "(segmentation: images with masks)",
+                                            check=Interval(float, 0, 1, closed="right"))
+    model: str | None = option(None, "cnn, cnn_small, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 (default: the "
+                               "method's own if it has one, else cnn below 16 px, cnn_small below 32 px, wrn28_2 "
+                               "from 32 px); segmentation: unet (width 16), unet<N> (width N), deeplabv3plus "
+                               "(ResNet-18), deeplabv3plus_r50 (default unet)")
+    device: str = option("auto", "auto (CUDA where there is one), cpu or cuda", check=Choice("auto", "cpu", "cuda"))
+    flip: bool | None = option(None, "horizontal flips in the views (default: true for colour images)", check=BOOL)
+    classes: str | None = option(None, "comma-separated class names, fixing their order (CSV, NPZ, folders)")
+    image_size: int | None = option(None, "classification: every image resized to this square as it is read, the "
+                                    "shorter side scaled to N and the longer one centre-cropped (default: the "
+                                    "images' size; photos with a side above 256 px: 224); segmentation: the square "
+                                    "training crop in pixels (default: the image size, at most 256)",
+                                    check=Interval(int, 8, unit="pixels"))
+    init: str | None = option(None, "segmentation: a local state dict (.pt/.pth) loaded into the encoder "
+                              "(torchvision ResNet names for deeplabv3plus); default: random weights",
+                              check=File("give a local state dict (.pt/.pth) for the encoder"))
+    store: str = option("auto", "where the training images live: on the device (device), in a memory-mapped "
+                        "uint8 file in the run folder's cache/ (memmap), or auto: on the device when they take at "
+                        "most half its free memory", check=Choice("auto", "device", "memmap"))
+    include_labeled: bool = option(True, "the labeled images are in the unlabeled pool too (default: true, as "
+                                   "FixMatch and USB; segmentation: false, as UniMatch's splits)", check=BOOL)
+
+
+RUN_KEYS = asdict(RunOptions())
+
+
+def method_options() -> dict[str, object]:
+    """Every method hyperparameter name with the first field found (for the CLI)."""
+    out = {}
+    for m in [m for task in METHODS.values() for m in task.values()]:
+        for f in m.hyper_fields():
+            out.setdefault(f.name, f)
+    return out
+
+
+def defaults(data: str | None = None, task: str = DEFAULT_TASK) -> dict:
+    """The common defaults, then the task's, then the data set's (a built-in name)."""
+    d = {**RUN_KEYS, **asdict(TrainOptions()), **TASK_DEFAULTS.get(task, {})}
+    d.update(DATA_DEFAULTS.get(data or d["data"], {}))
+    return d
+
+
+def task_of(merged: dict) -> str:
+    """--task, else what the data is (a segmentation folder, card or `shapes`), else classify."""
+    if merged.get("task"):
+        return merged["task"]
+    if merged.get("data"):
+        from .data.sources import detect_task
+
+        return detect_task(str(merged["data"]))
+    return RUN_KEYS["task"]
+
+
+def resolve(given: dict, config: dict | None = None) -> dict:
+    """Merge defaults, data defaults, the method's defaults, a config file and given options
+    into the full config, and check it (`check_config`)."""
+    config = {k: v for k, v in (config or {}).items() if k not in WHERE_NOT_WHAT}
+    known = set(defaults()) | set(method_options()) | {k for d in TASK_DEFAULTS.values() for k in d}
+    for k in config:
+        if k not in known:
+            raise UserError(f"--config: unknown option '{k}'; `semisup train --help` lists the options")
+    for k in given:
+        if k not in known:
+            raise UserError(f"unknown option '{k}'; `semisup train --help` lists the options")
+    merged = {**config, **given}
+    draws = ("labels", "labels_per_class", "labeled_fraction")
+    for a in draws:  # asking for one way of drawing labels switches off the others from a lower layer
+        for b in draws:
+            if b == a:
+                continue
+            if given.get(a) is not None and b not in given:
+                merged[b] = None
+            elif config.get(a) is not None and b not in config and b not in given:
+                merged[b] = None
+    task = task_of(merged)
+    base = defaults(merged.get("data"), task)
+    method = get_method(merged.get("method", base["method"]), task)
+    own = method.run_defaults_for(merged)
+    cfg = {**base, **own, **merged, "task": task}
+    names = {f.name for f in method.hyper_fields()}
+    for k in set(merged) & set(method_options()) - names:
+        if merged[k] is not None:
+            raise UserError(f"{flag(k)}: not an option of method '{cfg['method']}' "
+                            f"(its options: {', '.join(sorted(names)) or 'none'})")
+    for f in method.hyper_fields():
+        cfg[f.name] = merged.get(f.name) if merged.get(f.name) is not None else own.get(f.name, f.default)
+    for k in [k for k in cfg if k in method_options() and k not in names]:
+        del cfg[k]
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: dict) -> None:
+    """The one check of a resolved config, whichever way its options came: first whether each
+    option applies, then each against its declared constraint (run keys, TrainOptions, the
+    method's Hyper), then the rules between options (the cross checks here, the method's own
+    `check`). Raises UserError, one line, at the first problem."""
+    method = get_method(cfg["method"], cfg["task"])
+    TASKS[cfg["task"]].check(cfg)
+    for declared in (RunOptions, TrainOptions, method.Hyper):
+        check_values(declared, cfg)
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    method.check(cfg)

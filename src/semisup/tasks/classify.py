@@ -1,0 +1,50 @@
+"""Classification: class folders, CSV, IDX, NPZ or the built-in digits; accuracy selects;
+`predict` writes a class and a confidence per image."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from .base import Task, predict_logits
+
+
+class Classify(Task):
+    name = "classify"
+
+    def views(self, data, cfg: dict):
+        from ..data.views import view_maker_for
+
+        return view_maker_for(data, flip=cfg.get("flip"))
+
+    def default_model(self, shape: tuple[int, int, int]) -> str:
+        from ..models import default_model
+
+        return default_model(min(shape[1:]))
+
+    def build_model(self, name: str, shape: tuple[int, int, int], num_classes: int):
+        from ..models import build_model
+
+        return build_model(name, shape, num_classes)
+
+    def evaluate(self, model, split, views, device, batch: int = 128, amp=None, classes=None) -> dict:
+        logits = predict_logits(model, split.x, views, device, batch, amp)
+        y = split.y.to(logits.device)
+        known = y >= 0
+        return {"accuracy": (logits.argmax(1) == y)[known].float().mean().item(),
+                "loss": F.cross_entropy(logits[known], y[known]).item()}
+
+    def summary_line(self, summary: dict) -> str:
+        m = summary["metrics"]
+        return f"test accuracy {m['test_accuracy']:.4f} (best {m['best_test_accuracy']:.4f} at step {m['best_step']})"
+
+    def eval_line(self, r: dict) -> str:
+        return f"{r['data']}: accuracy {r['accuracy']:.4f} on {r['images']} images ({r['checkpoint']})"
+
+    def predict(self, run_dir: str, paths: list[str], loaded, out: str | None, notes: list[str]) -> dict:
+        from .. import infer
+
+        rows = infer.predict(run_dir, paths, loaded, out, notes=notes)
+        if out:
+            return {"rows": rows, "notes": notes, "message": f"wrote {len(rows)} rows to {out}", "table": None}
+        return {"rows": rows, "notes": notes, "message": None,
+                "table": [infer.PREDICT_HEADER, *infer.prediction_rows(rows)]}
+
