@@ -66,7 +66,7 @@ def test_ssvae_stack_m1_trains_m1_first_then_m2_on_its_active_units(tmp_path):
         t.train_step()
     assert set(k for k in t.read_logs() if k.startswith("loss_")) == {"loss_m1"}
     assert all(torch.equal(v, t.m.model.head.state_dict()[k]) for k, v in head.items())  # M2 not started
-    t.acc = {}
+    t.sums = {}
     m1 = {k: v.clone() for k, v in t.m.model.encoder.state_dict().items()}
     for _ in range(5):
         t.train_step()

@@ -41,7 +41,7 @@ def test_loss_finite_and_labeled_loss_falls(method):
         t.train_step()
         if t.step_n % 10 == 0:
             logs.append(t.read_logs())
-            t.acc = {}
+            t.sums = {}
     assert all(np.isfinite(v) for r in logs for k, v in r.items() if k.startswith("loss"))
     sup = [r["loss_sup"] for r in logs if "loss_sup" in r]
     if method == "ae_pretrain":  # the reconstruction phase comes first and its loss falls too
