@@ -256,6 +256,9 @@ def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") ->
             name = f"{data_spec} ({'test' if src.test is not None else 'all labeled images'})"
     else:
         spec = data_spec or trained_on
+        if spec is None and meta.get("data_format") == "arrays":
+            raise UserError(f"{run_dir}: trained on arrays in Python (SemiSupervisedClassifier), which it does not "
+                            "keep; score it on data with --data PATH")
         if spec is None:
             raise UserError(f"{run_dir}: its training data {meta['config']['data']} is not at "
                             f"{meta.get('data_path') or meta['config']['data']} (nor relative to here or to the run "

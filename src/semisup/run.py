@@ -215,5 +215,6 @@ def meta_of(cfg: dict, data) -> dict:
     spec = str(cfg["data"])
     return {"task": cfg["task"], "method": cfg["method"], "model": cfg["model"], "classes": data.classes,
             "channels": c, "size": [h, w], "mean": data.mean.tolist(), "std": data.std.tolist(),
-            "data": spec, "data_path": None if spec in BUILTINS else os.path.abspath(spec),
+            "data": spec, "data_format": data.source.kind,
+            "data_path": None if spec in BUILTINS or data.source.kind == "arrays" else os.path.abspath(spec),
             "test_split": split_identity(data, spec), "config": cfg, "palette": data.source.palette}
