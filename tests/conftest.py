@@ -101,3 +101,30 @@ def assert_user_error(r, *words, status=2):
     assert len(lines) == 1, r.stderr  # one line, no traceback
     for w in words:
         assert w in lines[0], lines[0]
+
+
+def cli(capsys, *args):
+    """The command line in this process (no start-up cost): exit status, stdout and stderr."""
+    from types import SimpleNamespace
+
+    from semisup.cli import main
+
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread: the runs of a test module that asks for it are tiny, and two threads on a shared
+    2-core machine run them 10x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -12,36 +12,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from conftest import FAST, assert_user_error
+from conftest import FAST, assert_user_error, cli
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: these runs are tiny, and two threads on a shared 2-core machine run them 10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def cli(capsys, *args):
-    """The command line in this process (no start-up cost): exit status, stdout and stderr."""
-    from semisup.cli import main
-
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 def snapshot(folder: Path) -> dict:

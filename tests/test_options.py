@@ -1,11 +1,10 @@
 """Options that check themselves: each option's constraint is declared beside it, and one check
 answers the command line, a --config file and Python alike, in one line."""
 from dataclasses import fields
-from types import SimpleNamespace
 
 import pytest
 
-from conftest import assert_user_error
+from conftest import assert_user_error, cli
 from semisup.config import TASK_DEFAULTS, RunOptions, resolve
 from semisup.engine.trainer import TrainOptions
 from semisup.errors import UserError
@@ -13,17 +12,6 @@ from semisup.methods import METHODS
 from semisup.options import Interval, check_of
 
 
-def cli(capsys, *args):
-    """The command line in this process: exit status, stdout and stderr."""
-    from semisup.cli import main
-
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 # one bad value of each kind of option: optimisation (TrainOptions), run key, method option; the

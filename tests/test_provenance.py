@@ -19,12 +19,7 @@ SHORT = {"steps": 2, "eval_every": 1, "save_every": 1, "quiet": True, "batch_siz
 PACKAGE = Path(semisup.__file__).resolve().parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
