@@ -24,7 +24,8 @@ class SoftMatch(Method):
     the argmax of the raw weak-view prediction, as in the authors' code (USB `softmatch.py`).
     Under torchrun the prior, mean and variance are taken over the global batch (as USB
     all-gathers), so every process holds the same ones. Paper defaults: lambda_u 1, EMA 0.999,
-    mu 7, as FixMatch."""
+    mu 7, as FixMatch. MNIST, 100 labels, 4,000 steps, seeds 0-2: 98.96% (labels from the aligned
+    prediction and a 1/K prior: 98.95%; docs/benchmarks.md)."""
 
     name = "softmatch"
     paper = "Chen et al. 2023, SoftMatch: addressing the quantity-quality trade-off in semi-supervised learning"
