@@ -4,7 +4,6 @@ mistakes, images too small for a model, photo folders too large for memory, and 
 kinds (CMYK, transparency, animation). Each case asserts what the user gets: the right pixels,
 or one line that names the file and says what to do."""
 import io
-import os
 import re
 import tarfile
 import weakref

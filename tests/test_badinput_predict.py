@@ -6,31 +6,17 @@ import csv
 import io
 import os
 import shutil
-import types
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_user_error, blobs, save_png, semisup
+from conftest import assert_user_error, blobs, cli, save_png, semisup
 
 from semisup.api import eval_run, predict, predict_masks, train
 
 QUICK = {"method": "supervised", "steps": 6, "batch_size": 8, "eval_every": 3, "save_every": 3, "quiet": True}
-
-
-def cli(capsys, *args):
-    """The command line in this process (no start-up cost): its exit status, stdout and stderr."""
-    from semisup.cli import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 def files_of(folder):
@@ -201,6 +187,22 @@ def test_a_checkpoint_that_semisup_did_not_write(tmp_path, capsys):
     (tmp_path / "r" / "checkpoints").mkdir(parents=True)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "r" / "checkpoints" / "best.pt")
     assert_user_error(cli(capsys, "eval", tmp_path / "r"), "not a checkpoint that `semisup train` wrote")
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_a_checkpoint_from_before_networks_normalised_their_input(proj, capsys, command):
+    """A run whose networks took normalised images (its method state holds the views' pixel_mean)
+    cannot be read by this version's networks: one line says so (`runfolder.load_checkpoint`, which
+    --resume reads with too), and its files stay as they were."""
+    for name in ("best.pt", "last.pt"):
+        path = proj / "runs" / "r" / "checkpoints" / name
+        ckpt = torch.load(path, weights_only=False)
+        ckpt["method"]["pixel_mean"] = torch.zeros(1, 3, 1, 1)
+        torch.save(ckpt, path)
+    before = files_of(proj / "runs")
+    args = {"eval": ["eval", "runs/r", "--data", "pets"], "predict": ["predict", "runs/r", "pets"]}[command]
+    assert_user_error(cli(capsys, *args), "older semisup", "normalise their own input", "retrain")
+    assert files_of(proj / "runs") == before
 
 
 # ---------------------------------------------------------------------------- segmentation predict

@@ -76,7 +76,7 @@ def test_views_move_image_and_mask_together():
     x = torch.zeros(6, 3, 40, 40, dtype=torch.uint8)
     x[:, :, 8:30, 5:20] = 255
     masks = (x[:, 0] > 0).to(torch.uint8)
-    vm = SegViewMaker(torch.zeros(3), torch.ones(3), crop=(32, 32))
+    vm = SegViewMaker(crop=(32, 32))
     views, m = vm.make(x, ("weak", "strong"), masks)
     img = views["weak"][:, 0]
     inside = m != IGNORE

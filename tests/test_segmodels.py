@@ -148,7 +148,7 @@ def test_load_encoder_errors_name_the_file(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     cases["list.pt"] = "is not a state dict"
     torch.save(build("deeplabv3plus").encoder.state_dict(), tmp_path / "resnet.pt")
-    cases["resnet.pt"] = r"none of its 120 keys match the encoder of unet; expected names like stages\.0\.0\.weight"
+    cases["resnet.pt"] = r"none of its 122 keys match the encoder of unet; expected names like stages\.0\.0\.weight"
     torch.save(build("unet8").encoder.state_dict(), tmp_path / "narrow.pt")
     cases["narrow.pt"] = r"stages\.0\.0\.weight has shape \(8, 3, 3, 3\) but the encoder of unet has \(16, 3, 3, 3\)"
     sd = m.encoder.state_dict()

@@ -226,15 +226,13 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         saved = _rng_states(cfg["device"])
         try:
             if self.out is None:
-                network, mean, std, history, device, cfg = self._train_here(cfg, src)
+                network, history, device, cfg = self._train_here(cfg, src)
                 run_dir = None
             else:
-                network, mean, std, history, device, cfg, run_dir = self._train_into(given, src, overwrite)
+                network, history, device, cfg, run_dir = self._train_into(given, src, overwrite)
         finally:
             _restore_rng_states(saved)
-        from .data.views import ViewMaker
-
-        self.network_, self._views, self._device = network.eval(), ViewMaker(mean, std), device
+        self.network_, self._device = network.eval(), device
         self.config_, self.run_dir_ = cfg, run_dir
         self.history_ = [{k.replace("test_", "labeled_", 1): v for k, v in row.items()} for row in history]
         self.classes_ = classes
@@ -255,7 +253,7 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         opts = TrainOptions(**{f.name: cfg[f.name] for f in fields(TrainOptions)})
         trainer = Trainer(method, data, views, opts, None, device)
         trainer.fit({"method": cfg["method"]})
-        return trainer.ema.module, data.mean, data.std, trainer.history, device, cfg
+        return trainer.ema.module, trainer.history, device, cfg
 
     def _train_into(self, given: dict, src, overwrite: bool):
         """Train into the run folder `out` with `run.train`; the model is its last.pt (the final
@@ -265,10 +263,9 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         from .run import train
 
         summary, path = train(given, out=str(self.out), overwrite=overwrite, source=src)
-        network, views, meta, _ = load_run(str(path), "last")
+        network, meta, _ = load_run(str(path), "last")
         device = torch.device(summary["device"])
-        return (network.to(device), views.mean, views.std, RunFolder(path).metrics(), device, meta["config"],
-                Path(path))
+        return network.to(device), RunFolder(path).metrics(), device, meta["config"], Path(path)
 
     # ------------------------------------------------------------------ predict
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -276,7 +273,7 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
 
         if len(x) == 0:
             return torch.zeros(0, len(self.classes_))
-        return predict_logits(self.network_, x, self._views, self._device, self.config_["eval_batch"]).cpu()
+        return predict_logits(self.network_, x, self._device, self.config_["eval_batch"]).cpu()
 
     def _images(self, X) -> torch.Tensor:
         check_is_fitted(self)

@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from .data.split import make_semidata
-from .data.views import view_maker_for
+from .data.views import to_unit, view_maker_for
 from .engine.runfolder import atomic_write
 from .engine.trainer import Trainer, TrainOptions
 from .methods.supervised import Supervised
 from .metrics import feature_stats, frechet_distance
 from .models import build_model, default_model
+from .models.norm import set_input_norm
 from .tasks import get_task
 
 EVAL_BATCH = 64
@@ -38,7 +39,8 @@ def cache_dir() -> Path:
 
 def fingerprint(src) -> str:
     h = hashlib.sha1()
-    for part in (str(src.shape), ",".join(src.classes), str(eval_steps(len(src.train.y))), str(EVAL_BATCH)):
+    # "pixels": the network takes [0, 1] images and holds its input statistics (an older cache did not)
+    for part in ("pixels", str(src.shape), ",".join(src.classes), str(eval_steps(len(src.train.y))), str(EVAL_BATCH)):
         h.update(part.encode())
     h.update(src.train.x.numpy().tobytes())
     h.update(src.train.y.numpy().tobytes())
@@ -60,17 +62,15 @@ class GenEvaluator:
         self.model = build_model(name, source.shape, self.k)
         path = cache_dir() / "evaluators" / f"{fingerprint(source)}-{name}.pt"
         if path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            self.model.load_state_dict(saved["model"])
-            self.views.mean, self.views.std = saved["mean"], saved["std"]
+            self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
         else:
             self.model = self._train(data, name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            state = {"model": self.model.state_dict(), "mean": self.views.mean, "std": self.views.std}
+            state = {"model": self.model.state_dict()}  # its input statistics inside (InputNorm)
             atomic_write(path, lambda p: torch.save(state, p))
         self.model.to(device).eval()
         test = run_data.test
-        self.accuracy = get_task("classify").evaluate(self.model, test, self.views, device)["accuracy"]
+        self.accuracy = get_task("classify").evaluate(self.model, test, device)["accuracy"]
         self.n = len(test.x)
         self.real = feature_stats(self.features_of_uint8(test.x))
         train = data.labeled  # every training image (a held-out test share excluded)
@@ -81,6 +81,7 @@ class GenEvaluator:
         """Supervised training on every label (the project's trainer, weak views, SGD)."""
         torch.manual_seed(0)
         model = build_model(name, data.source.shape, self.k)
+        set_input_norm(model, data.mean, data.std)
         steps = eval_steps(len(data.labeled))
         opts = TrainOptions(steps=steps, batch_size=EVAL_BATCH, unlabeled_ratio=0, quiet=True)
         t = Trainer(Supervised(model, self.k), data, self.views, opts, None, self.device)
@@ -90,11 +91,11 @@ class GenEvaluator:
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluator features of normalised images."""
+        """Evaluator features of [0, 1] images."""
         return torch.cat([self.model.features(x[i:i + 500].to(self.device)).float() for i in range(0, len(x), 500)])
 
     def features_of_uint8(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.features(self.views(x[i:i + 500].to(self.device), "none"))
+        return torch.cat([self.features(to_unit(x[i:i + 500].to(self.device)))
                           for i in range(0, len(x), 500)])
 
     @torch.no_grad()
@@ -107,6 +108,6 @@ class GenEvaluator:
         y = torch.arange(self.k, device=self.device).repeat_interleave(per)
         z = torch.randn(len(y), method.z_dim, generator=g, device=self.device)
         made = method.generate(y, z)
-        f = self.features(self.views.normalize(made))
+        f = self.features(made)
         return {"conditional_accuracy": (self.model.head(f).argmax(1) == y).float().mean().item(),
                 "local_fid": frechet_distance(*feature_stats(f), *self.real), "local_fid_floor": self.floor}

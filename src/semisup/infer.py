@@ -1,5 +1,5 @@
-"""Inference on a finished run: load it (the network with its evaluated weights, its views,
-its meta), score it on its own test split or other data, predict classes or masks for image
+"""Inference on a finished run: load it (the network with its evaluated weights and its
+meta), score it on its own test split or other data, predict classes or masks for image
 files, draw samples from a generator. What differs by task comes from the run's task object."""
 from __future__ import annotations
 
@@ -23,11 +23,8 @@ def task_of_run(meta: dict):
 
 def evaluated_weights(ckpt: dict) -> dict:
     """The state dict of the network with the weights a run is evaluated with: a checkpoint's
-    "model" entry (the EMA's network); in a checkpoint without one (older semisup), the EMA
-    module's entries."""
-    if "model" in ckpt:
-        return ckpt["model"]
-    return {k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    "model" entry (the EMA's network, its input statistics included)."""
+    return ckpt["model"]
 
 
 def split_identity(data, spec: str) -> dict:
@@ -190,7 +187,7 @@ def read_run(run_dir: str, which: str = "best") -> tuple[dict, Path]:
 
 
 def load_run(run_dir: str, which: str = "best"):
-    """(the network with the EMA weights, in eval mode; its input views; meta; the checkpoint path)."""
+    """(the network with the EMA weights, in eval mode, which takes [0, 1] pixels; meta; the checkpoint path)."""
     ckpt, ckpt_path = read_run(run_dir, which)
     if not isinstance(ckpt, dict) or not {"meta", "ema"} <= set(ckpt):
         raise UserError(f"{ckpt_path}: not a checkpoint that `semisup train` wrote (no 'meta' and 'ema'); "
@@ -204,16 +201,13 @@ def load_run(run_dir: str, which: str = "best"):
         raise UserError(f"{ckpt_path}: its weights do not fit the model '{meta['model']}' "
                         f"({str(e).splitlines()[0]}); was it written by another semisup version?") from None
     model.eval()
-    from .data.views import ViewMaker
-
-    views = ViewMaker(torch.tensor(meta["mean"]), torch.tensor(meta["std"]))  # its "none" view normalises
-    return model, views, meta, ckpt_path
+    return model, meta, ckpt_path
 
 
 def run_classifier(run_dir: str, data):
     """A finished classification run's classifier as a function of [0, 1] pixels (cgan_pseudo's
     --labeler), checked against `data`'s classes and image size."""
-    model, views, meta, _ = load_run(run_dir)
+    model, meta, _ = load_run(run_dir)
     if meta.get("task", DEFAULT_TASK) != DEFAULT_TASK:
         raise UserError(f"--labeler {run_dir}: a {meta['task']} run; give a classification run folder")
     if list(meta["classes"]) != list(data.classes) or [meta["channels"], *meta["size"]] != list(data.source.shape):
@@ -223,7 +217,7 @@ def run_classifier(run_dir: str, data):
 
     def label(pixels):
         model.to(pixels.device)
-        return model(views.normalize(pixels))
+        return model(pixels)
     return label
 
 
@@ -234,7 +228,7 @@ def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") ->
     `data_spec`, score that data's test split (else all its labeled images); data that is the
     training data (the same path, or the recorded test split found in it) scores the run's own
     test split, never the images it trained on. `notes` says what was assumed."""
-    model, views, meta, ckpt_path = load_run(run_dir, which)
+    model, meta, ckpt_path = load_run(run_dir, which)
     task = task_of_run(meta)
     notes = [n for n in [checkpoint_note(ckpt_path, which)] if n]
     trained_on = training_data(run_dir, meta)
@@ -279,7 +273,7 @@ def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") ->
             data = make_semidata(src, seed=meta["config"]["seed"])
             split, test_name = data.test, data.test_name
         name = f"{spec} ({test_name})"
-    r = task.evaluate(model, split, views, torch.device("cpu"), classes=meta["classes"])
+    r = task.evaluate(model, split, torch.device("cpu"), classes=meta["classes"])
     return {"run": str(run_dir), "checkpoint": str(ckpt_path), "data": name, "task": task.name,
             "images": int((split.y >= 0).sum()), "notes": notes, **r}
 
@@ -296,7 +290,7 @@ def predict(run_dir: str, paths: list[str], loaded: tuple | None = None, out: st
     a missing path or a folder with no images gets a row with the error and no class. With `out`,
     the rows also go to that CSV (checked before predicting). `notes` receives what was skipped.
     UserError where no image was read."""
-    model, views, meta, _ = loaded or load_run(run_dir, which)  # `loaded`: load_run's result, read once
+    model, meta, _ = loaded or load_run(run_dir, which)  # `loaded`: load_run's result, read once
     if task_of_run(meta).output != "classes":
         raise UserError(f"{run_dir}: a segmentation run; its predictions are masks (api.predict_masks)")
     inputs = image_files(paths, notes)
@@ -308,7 +302,7 @@ def predict(run_dir: str, paths: list[str], loaded: tuple | None = None, out: st
         x, kept, errors = _decode_inputs(chunk, size=(w, h), channels=meta["channels"])
         scores = {}
         if len(x):
-            conf, cls = predict_logits(model, x, views, torch.device("cpu")).softmax(1).max(1)
+            conf, cls = predict_logits(model, x, torch.device("cpu")).softmax(1).max(1)
             scores = dict(zip(kept, zip(cls.tolist(), conf.tolist())))
         for i, (shown, *_) in enumerate(chunk):
             c, p = scores.get(i, (None, None))
@@ -498,7 +492,7 @@ def predict_masks(run_dir: str, paths: list[str], out_dir: str | None = None,
     from .errors import disk_error
     from .report import colorize
 
-    model, views, meta, _ = loaded or load_run(run_dir, which)  # `loaded`: load_run's result, read once
+    model, meta, _ = loaded or load_run(run_dir, which)  # `loaded`: load_run's result, read once
     if task_of_run(meta).output != "masks":
         raise UserError(f"{run_dir}: a classification run; `semisup predict` prints its classes without --masks")
     notes: list[str] = []
@@ -520,7 +514,7 @@ def predict_masks(run_dir: str, paths: list[str], out_dir: str | None = None,
             rows.append((entry[0], "", "", errors[0]))
             continue
         try:
-            pred = predict_logits(model, x, views, torch.device("cpu")).argmax(1)[0].numpy().astype(np.uint8)
+            pred = predict_logits(model, x, torch.device("cpu")).argmax(1)[0].numpy().astype(np.uint8)
         except RuntimeError as e:
             rows.append((entry[0], "", "", f"the model failed on it ({str(e).splitlines()[0]})"))
             continue
@@ -555,8 +549,8 @@ def sample(run_dir: str, per_class: int = 10, out: str | None = None, seed: int 
 def predict_any(run_dir: str, paths: list[str], out: str | None = None, which: str = "best") -> dict:
     """What `semisup predict` does for the run's task: {"rows", "notes", "message", "table"}."""
     loaded = load_run(run_dir, which)
-    notes = [n for n in [checkpoint_note(loaded[3], which)] if n]
-    return task_of_run(loaded[2]).predict(run_dir, paths, loaded, out, notes)
+    notes = [n for n in [checkpoint_note(loaded[2], which)] if n]
+    return task_of_run(loaded[1]).predict(run_dir, paths, loaded, out, notes)
 
 
 def image_files(paths: list[str], notes: list[str] | None = None) -> list[tuple[str, Path | None, str, str]]:

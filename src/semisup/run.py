@@ -19,6 +19,7 @@ from .engine.trainer import Diverged, StopRequested, StopRequests, Trainer, Trai
 from .errors import Stopped, UserError, disk_error, first_line, out_of_memory
 from .infer import split_identity
 from .methods import get_method
+from .models.norm import set_input_norm
 from .options import check_values
 from .tasks import get_task
 
@@ -40,10 +41,11 @@ def prepare(cfg: dict, source=None):
     torch.manual_seed(cfg["seed"])  # the same initial weights on every process
     views = task.views(data, cfg)
     model = task.build_model(cfg["model"], src.shape, len(src.classes))
+    set_input_norm(model, data.mean, data.std)  # the labeled images' statistics (an --init encoder brings its own)
     task.setup_model(model, cfg)
     hp = method_cls.Hyper(**{f.name: cfg[f.name] for f in method_cls.hyper_fields()})
     method = method_cls(model, len(src.classes), hp, num_unlabeled=len(data.unlabeled), shape=src.shape,
-                        mean=views.mean, std=views.std, num_labeled=len(data.labeled))
+                        num_labeled=len(data.labeled))
     method.attach(data)
     return data, views, method
 
@@ -214,7 +216,7 @@ def meta_of(cfg: dict, data) -> dict:
     c, h, w = data.source.shape
     spec = str(cfg["data"])
     return {"task": cfg["task"], "method": cfg["method"], "model": cfg["model"], "classes": data.classes,
-            "channels": c, "size": [h, w], "mean": data.mean.tolist(), "std": data.std.tolist(),
+            "channels": c, "size": [h, w],
             "data": spec, "data_format": data.source.kind,
             "data_path": None if spec in BUILTINS or data.source.kind == "arrays" else os.path.abspath(spec),
             "test_split": split_identity(data, spec), "config": cfg, "palette": data.source.palette}

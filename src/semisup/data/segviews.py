@@ -16,31 +16,29 @@ import kornia.augmentation as K
 import torch
 
 from .types import IGNORE
-from .views import ViewMaker
+from .views import to_unit
 
 
 @dataclass
 class SegViewMaker:
-    mean: torch.Tensor
-    std: torch.Tensor
+    """Views in [0, 1], as the classification views (the network normalises its input)."""
+
     crop: tuple[int, int]  # training crop (height, width)
     scale: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     _strong: torch.nn.Module | None = field(default=None, repr=False)
 
-    normalize = ViewMaker.normalize  # the classification views' per-channel (x - mean) / std
-
     def __call__(self, x: torch.Tensor, view: str = "none") -> torch.Tensor:
-        """The evaluation view: the whole image, normalised."""
+        """The evaluation view: the whole image."""
         if view != "none":
             raise ValueError("segmentation views are made with make(); only 'none' stands alone")
-        return self.normalize(x.float().div_(255))
+        return to_unit(x)
 
     def make(self, x: torch.Tensor, views: tuple[str, ...], masks: torch.Tensor | None = None):
         """One geometric draw per image shared by all `views` (weak, strong, strong2, ...) and
-        the masks; returns ({view: normalised images}, warped masks). Without masks (unlabeled
+        the masks; returns ({view: images}, warped masks). Without masks (unlabeled
         images) the returned map is 0 inside the image and 255 where the crop fell outside it."""
-        x = x.float().div_(255)
+        x = to_unit(x)
         if masks is None:
             masks = torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.uint8, device=x.device)
         m = self._geometry(x)
@@ -53,7 +51,7 @@ class SegViewMaker:
             kind = v.rstrip("0123456789")
             if kind not in ("weak", "strong"):
                 raise ValueError(f"unknown view {v!r}")
-            out[v] = self.normalize(self.strong(x) if kind == "strong" else x)
+            out[v] = self.strong(x) if kind == "strong" else x
         return out, masks
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +80,7 @@ class SegViewMaker:
             ops = [jitter, *([K.RandomGrayscale(p=0.2)] if c == 3 else []),
                    K.RandomGaussianBlur((5, 5), (0.1, 2.0), p=0.5)]
             self._strong = torch.nn.Sequential(*ops)
-        return self._strong(x).clamp_(0, 1)
+        return self._strong(x).clamp(0, 1)
 
 
 def cutmix_boxes(b: int, h: int, w: int, device, p: float = 0.5) -> torch.Tensor:
@@ -119,4 +117,4 @@ def seg_view_maker_for(data, image_size: int | None = None) -> SegViewMaker:
     h, w = data.source.shape[1:]
     crop = (image_size, image_size) if image_size else (min(h, 256), min(w, 256))
     scale = (0.8, 1.25) if min(h, w) < 96 else (0.5, 2.0)
-    return SegViewMaker(data.mean, data.std, crop, scale=scale, flip=data.source.flip)
+    return SegViewMaker(crop, scale=scale, flip=data.source.flip)

@@ -17,7 +17,7 @@ import torch
 from ..errors import Problems, UserError
 from .decode import decode_images, resize_images, walk_folder
 from .formats import FORMATS
-from .types import BUILTINS, Format, Source, Split
+from .types import BUILTINS, KINDS, Format, Source, Split
 
 # the names the rest of semisup imports from here (defined in types.py and decode.py)
 __all__ = ["BUILTINS", "Source", "Split", "decode_images", "detect", "detect_task", "find_format", "load_source",
@@ -50,25 +50,20 @@ def detect(spec: str) -> str:
 
 
 def detect_task(spec: str) -> str:
-    """'segment' for `shapes`, a dataset card or a segmentation folder; else 'classify'."""
+    """The kind of data `spec` holds (`Format.task`): 'segment' for `shapes`, a dataset card or a
+    segmentation folder; else 'classify'. The kinds are named as the tasks that read them first."""
     fmt = find_format(spec)
     return fmt.task if fmt else "classify"
 
 
-def _check_task(spec: str, task: str, fmt: Format | None) -> None:
-    want = "segment" if task == "segment" else "classify"
-    if want == (fmt.task if fmt else "classify"):
+def _check_kind(spec: str, kind: str, asked: str, fmt: Format | None) -> None:
+    found = fmt.task if fmt else "classify"
+    if kind == found:
         return
-    if fmt is None:
-        if not Path(spec).exists():
-            raise _unknown(spec)
-        looks = "is not segmentation data"
-    else:
-        looks = f"looks like {fmt.looks}"
-    if want == "classify":
-        raise UserError(f"--task {task}: {spec} {looks}; use --task segment, or give classification data")
-    raise UserError(f"--task segment: {spec} {looks}; a segmentation source is a folder with images/ and "
-                    "masks/ (or train/ beside trainannot/), a dataset card (.yaml), or 'shapes'")
+    if fmt is None and not Path(spec).exists():
+        raise _unknown(spec)
+    looks = f"looks like {fmt.looks}" if fmt else f"is not {KINDS[kind]['name']}"
+    raise UserError(f"{asked}: {spec} {looks}; {KINDS[kind]['instead']}")
 
 
 def image_hashes(x: torch.Tensor) -> list[str]:
@@ -119,18 +114,20 @@ def _check_copies(src: Source, spec: str, problems: Problems) -> None:
 
 
 def load_source(spec: str, strict: bool = True, classes: list[str] | None = None,
-                task: str | None = None, image_size: int | None = None) -> Source:
-    """Read `spec`; `task` None detects it, else data of the other task is an error.
-    `image_size` (classification) fits every image to that square as it is read (`fit_image`);
-    segmentation keeps the images' own size (its --image-size is the training crop)."""
+                task: str | None = None, image_size: int | None = None, asked: str | None = None) -> Source:
+    """Read `spec`. `task` is the kind of data wanted (`Format.task`, a key of `types.KINDS`:
+    what a task reads, `tasks.Task.data_kind`); None takes what is found, else data of another
+    kind is an error that names `asked` (default "--task KIND"). `image_size` (images with class
+    labels) fits every image to that square as it is read (`fit_image`); images with masks keep
+    their own size (segmentation's --image-size is the training crop)."""
     problems = Problems(strict)
     fmt = find_format(spec)
     if task is not None:
-        _check_task(spec, task, fmt)
+        _check_kind(spec, task, asked or f"--task {task}", fmt)
     if fmt is None:
         raise _unknown(spec)
     src = fmt.read(spec, problems, classes, image_size)
-    if fmt.task == "segment":
+    if src.train.masks is not None:
         if image_size:
             src.notes.append(f"--image-size {image_size} is the training crop for segmentation; "
                              "the images are kept at their size")

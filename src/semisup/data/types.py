@@ -13,6 +13,15 @@ import torch
 
 IGNORE = 255  # the ignore value of masks in memory (readers remap a data set's own to it)
 BUILTINS = ("digits", "shapes")
+# the kinds of data (`Format.task`, `Source.task`): how each is named, and what to do when
+# another kind was given (`sources.load_source`)
+KINDS = {
+    "classify": {"name": "classification data",
+                 "instead": "use --task segment, or give classification data"},
+    "segment": {"name": "segmentation data",
+                "instead": "a segmentation source is a folder with images/ and masks/ (or train/ beside "
+                           "trainannot/), a dataset card (.yaml), or 'shapes'"},
+}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 

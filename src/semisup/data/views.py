@@ -50,12 +50,16 @@ def _affine(x: torch.Tensor, angle, shear_x, shear_y, tx, ty, flip, pad: str) ->
     return kornia.geometry.transform.warp_affine(x, m[:, :2], (h, w), padding_mode=pad)
 
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float in [0, 1]: the evaluation view ("none") of every task."""
+    return x.float().div_(255)
+
+
 @dataclass
 class ViewMaker:
-    """Turns a batch of uint8 images into normalised float views named by the method."""
+    """Turns a batch of uint8 images into float views in [0, 1] named by the method (the network
+    normalises its input itself: models/norm.py)."""
 
-    mean: torch.Tensor
-    std: torch.Tensor
     flip: bool = False  # horizontal flips keep the class (natural images, not digits)
     translate: float = 0.125  # weak shift, as a share of the side
     pad: str = "zeros"  # "reflection" for natural images (FixMatch), "zeros" for digits
@@ -66,7 +70,7 @@ class ViewMaker:
     def __call__(self, x: torch.Tensor, view: str) -> torch.Tensor:
         """`view` is none, weak or strong; a trailing digit names another draw of the same
         kind (weak2: a second weak view of the same images)."""
-        x = x.float().div_(255)
+        x = to_unit(x)
         view = view.rstrip("0123456789")
         if view == "weak":
             x = self.weak(x)
@@ -74,16 +78,12 @@ class ViewMaker:
             x = self.strong(x)
         elif view != "none":
             raise ValueError(f"unknown view {view!r}")
-        return self.normalize(x)
+        return x
 
     def make(self, x: torch.Tensor, views: tuple[str, ...], target: torch.Tensor | None = None):
         """The named views of a uint8 batch, each its own draw; the targets pass unchanged (the
         segmentation view maker warps masks with the images)."""
         return {v: self(x, v) for v in views}, target
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-channel (x - mean) / std of float images in [0, 1]; the segmentation views share it."""
-        return (x - self.mean.to(x.device).view(1, -1, 1, 1)) / self.std.to(x.device).view(1, -1, 1, 1)
 
     def _shift(self, x: torch.Tensor, extra=None) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -147,4 +147,4 @@ def view_maker_for(data, **overrides) -> ViewMaker:
     if min(data.source.shape[1:]) < 16:
         opts["cutout"] = 0.25
     opts.update({k: v for k, v in overrides.items() if v is not None})
-    return ViewMaker(data.mean, data.std, **opts)
+    return ViewMaker(**opts)

@@ -303,9 +303,10 @@ class RunFolder:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """A checkpoint; a torn, corrupt or foreign file is a UserError naming it."""
+    """A checkpoint; a torn, corrupt or foreign file is a UserError naming it, and so is one from
+    before the networks normalised their own input (its method state holds `pixel_mean`)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint") from None
     except Exception as e:  # torn zip (RuntimeError), garbage (UnpicklingError), truncated pickle (EOFError), ...
@@ -313,6 +314,11 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
             raise
         raise UserError(f"{path}: cannot read the checkpoint ({first_line(e)}); the file is torn or not a semisup "
                         "checkpoint") from None
+    if isinstance(ckpt, dict) and "pixel_mean" in ckpt.get("method", {}):
+        raise UserError(f"{path}: written by an older semisup, whose networks took normalised images; this "
+                        "version's networks normalise their own input, so retrain the run (or use the semisup "
+                        "that wrote it)")
+    return ckpt
 
 
 def load_config(path: Path) -> dict:

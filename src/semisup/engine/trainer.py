@@ -235,11 +235,11 @@ class Trainer:
         res = {}
         if self.rank == 0:
             score = self.task.evaluate
-            r = score(self.ema, self.data.test, self.views, self.dev, self.o.eval_batch, self.amp, self.data.classes)
+            r = score(self.ema, self.data.test, self.dev, self.o.eval_batch, self.amp, self.data.classes)
             res = {f"test_{k}": v for k, v in r.items()}
             if self.data.val is not None:
                 p = self.primary
-                res[f"val_{p}"] = score(self.ema, self.data.val, self.views, self.dev,
+                res[f"val_{p}"] = score(self.ema, self.data.val, self.dev,
                                         self.o.eval_batch, self.amp, self.data.classes)[p]
             if self.extra_eval is not None:
                 res.update(self.extra_eval(self.m))

@@ -18,7 +18,7 @@ from ..options import Checked, option  # noqa: F401  (option: re-exported for th
 
 @dataclass
 class Batch:
-    x: dict[str, torch.Tensor]  # labeled images, one normalised tensor per view
+    x: dict[str, torch.Tensor]  # labeled images in [0, 1], one tensor per view (the network normalises)
     y: torch.Tensor  # their classes (segmentation: their masks, B x H x W, 255 ignored)
     u: dict[str, torch.Tensor]  # unlabeled images, one tensor per view (the same images)
     step: int = 0
@@ -56,20 +56,14 @@ class Method(nn.Module):
     schedule = "FixMatch's cosine decay, lr cos(7 pi k / 16 K)"  # what lr_factor does, for `semisup methods`
 
     def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0,
-                 shape: tuple[int, int, int] = (1, 28, 28), mean=None, std=None, num_labeled: int = 0):
+                 shape: tuple[int, int, int] = (1, 28, 28), num_labeled: int = 0):
         super().__init__()
         self.model = model
         self.num_classes = num_classes
         self.num_unlabeled = num_unlabeled  # size of the unlabeled pool, for per-image state
         self.num_labeled = num_labeled  # size of the labeled set (for objectives that weigh by it)
         self.shape = tuple(shape)  # (channels, height, width) of the images
-        # the normalisation the views apply, for methods that make images (GAN generators)
-        self.register_buffer("pixel_mean", torch.as_tensor(mean if mean is not None else [0.0] * shape[0],
-                                                           dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("pixel_std", torch.as_tensor(std if std is not None else [1.0] * shape[0],
-                                                          dtype=torch.float32).view(1, -1, 1, 1))
         self.hp = hp if hp is not None else self.Hyper()
-
 
     def phase_starts(self, steps: int) -> tuple[int, ...]:
         """Steps that begin a new phase of training (fine-tuning after pretraining): the EMA of
@@ -130,12 +124,6 @@ class Method(nn.Module):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
-
-    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.pixel_std + self.pixel_mean).clamp(0, 1)
-
-    def from_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.pixel_mean) / self.pixel_std
 
     # shared by the weak-to-strong family (FixMatch and its descendants)
     def weak_strong_logits(self, batch: Batch):

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..models.gan import ConvDiscriminator, WNDiscriminator, build_generator
+from ..models.norm import input_norm
 from ..options import COUNT, WEIGHT
 from .base import Batch, Hyper, Method, frozen_bn, option
 
@@ -15,7 +16,7 @@ class SGANHyper(Hyper):
     lambda_fm: float = option(1.0, "weight of the generator's feature-matching loss", check=WEIGHT)
     z_dim: int = option(100, "size of the generator's uniform noise input", check=COUNT)
     input_noise: float = option(0.25, "std of Gaussian noise on the discriminator's inputs, real and generated "
-                                     "(normalised units), where it has no noise or dropout layers of its own",
+                                     "(in the network's normalised units), where it has no noise or dropout layers of its own",
                                      check=WEIGHT)
 
 
@@ -90,9 +91,10 @@ class SGAN(Method):
                 with torch.no_grad():
                     self.model(torch.cat([batch.x["weak"], u]))
             self._checked_init = True
-        fake = self.from_pixels(self.generator(torch.rand(nu, self.hp.z_dim, device=u.device)))
+        fake = self.generator(torch.rand(nu, self.hp.z_dim, device=u.device))
         if self.hp.input_noise > 0 and not isinstance(self.model, WNDiscriminator):  # instance noise
-            jitter = lambda t: t + self.hp.input_noise * torch.randn_like(t)  # noqa: E731
+            s = self.hp.input_noise * input_norm(self.model).std  # in the units the network sees
+            jitter = lambda t: t + s * torch.randn_like(t)  # noqa: E731
             batch = Batch({"weak": jitter(batch.x["weak"])}, batch.y, {"weak": jitter(u)})
             u, fake = batch.u["weak"], jitter(fake)
         real = torch.cat([batch.x["weak"], u])
@@ -121,6 +123,6 @@ class SGAN(Method):
     def samples(self):
         was = self.generator.training
         self.generator.eval()
-        x = self.generator(self.fixed_z.to(self.pixel_mean.device))
+        x = self.generator(self.fixed_z)
         self.generator.train(was)
         return x

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..models.norm import input_norm
 from ..options import COUNT, POSITIVE, SHARE, WEIGHT
 from .base import Batch, Hyper, Method, frozen_bn, linear_ramp, option
 
@@ -59,13 +60,14 @@ class VAT(Method):
     def adversarial(self, u: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """r_adv for the images u whose clean logits are `target`, by power iteration in float32."""
         u = u.float()
+        s = input_norm(self.model).std  # d lives in the network's normalised units, as in USB
         d = torch.randn_like(u)
         with torch.autocast(u.device.type, enabled=False):
             for _ in range(self.hp.vat_iters):
                 d = (self.hp.vat_xi * _unit(d)).requires_grad_()
-                dist = _kl(target, self.model(u + d))
+                dist = _kl(target, self.model(u + d * s))
                 d = torch.autograd.grad(dist, d)[0].detach()
-        return self.eps() * _unit(d)
+        return self.eps() * _unit(d) * s
 
     def step(self, batch: Batch):
         u = batch.u["weak"]

@@ -1,5 +1,6 @@
-"""Backbones by name. Each takes (in_channels, num_classes) and returns logits; `features`
-gives the pooled feature vector that the classification head reads. Segmentation networks
+"""Backbones by name. Each takes (in_channels, num_classes) and returns logits of images in
+[0, 1], which its first layer normalises (`norm.InputNorm`); `features` gives the pooled
+feature vector that the classification head reads. Segmentation networks
 (`SEG_MODELS`, `build_seg_model`) keep the `SegNet` interface of `unet.py`; `load_encoder`
 puts saved weights into their encoder."""
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .cgan import M1M2Classifier, ProjDiscriminator
 from .cnn13 import CNN13
 from .deeplab import DeepLabV3Plus
 from .gan import ConvDiscriminator, MLPDiscriminator
+from .norm import InputNorm
 from .unet import SegNet, UNet
 from .wrn import WideResNet
 
@@ -39,8 +41,8 @@ MODELS = {
     "cgan_d": Entry(lambda c, k: ProjDiscriminator(c, k), 4),
 }
 # models that need the image size, built with (shape, num_classes)
-SIZED = {"mlp_gan": Entry(lambda shape, k: MLPDiscriminator(shape[0] * shape[1] * shape[2], k)),
-         "m1m2": Entry(lambda shape, k: M1M2Classifier(shape[0] * shape[1] * shape[2], k))}
+SIZED = {"mlp_gan": Entry(lambda shape, k: MLPDiscriminator(shape[0] * shape[1] * shape[2], k, shape[0])),
+         "m1m2": Entry(lambda shape, k: M1M2Classifier(shape[0] * shape[1] * shape[2], k, shape[0]))}
 
 
 def _check_size(name: str, entry: Entry, shape: tuple[int, int, int], registry: dict[str, Entry]) -> None:
@@ -105,7 +107,9 @@ def load_encoder(model: SegNet, path) -> int:
     into a network of C input channels as its mean over the RGB channels, repeated C times and
     scaled by 3 / C: a C-channel image whose channels equal a gray level then gets the response
     the RGB network gives that gray image (for one channel, the sum over RGB, as timm's
-    `adapt_input_conv`)."""
+    `adapt_input_conv`). The encoder's input statistics (its `InputNorm`) come with the weights
+    where the file has them for as many channels; else the encoder keeps the ones it has (the
+    training data's)."""
     where = f"--init {path}"
     if not Path(path).is_file():
         raise UserError(f"{where}: no such file; give the path of a state dict saved with "
@@ -124,6 +128,7 @@ def load_encoder(model: SegNet, path) -> int:
         raise UserError(f"{where}: is not a state dict (a dict of tensors, raw or under 'state_dict' or 'model'); "
                         "save one with torch.save(model.state_dict(), path)")
     own = model.encoder.state_dict()
+    norm = {f"{n}.{b}" for n, m in model.encoder.named_modules() if isinstance(m, InputNorm) for b in ("mean", "std")}
     found = {}
     for k, v in tensors.items():
         while k not in own and k.startswith(_PREFIXES):
@@ -131,10 +136,13 @@ def load_encoder(model: SegNet, path) -> int:
         if k in own:
             found[k] = v
     name = getattr(model, "name", type(model).__name__)
-    if not found:
+    if not set(found) - norm:
         raise UserError(f"{where}: none of its {len(tensors)} keys match the encoder of {name}; "
                         f"expected names like {', '.join(list(own)[:3])} (its first: {next(iter(tensors))})")
-    missing = [k for k in own if k not in found and not k.endswith("num_batches_tracked")]
+    for k in norm & set(found):
+        if found[k].shape != own[k].shape:
+            del found[k]
+    missing = [k for k in own if k not in found and k not in norm and not k.endswith("num_batches_tracked")]
     if missing:
         raise UserError(f"{where}: lacks {len(missing)} of the {len(own)} tensors of the encoder of {name}, "
                         f"the first {missing[0]}; save the whole encoder of the same architecture")

@@ -12,6 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .norm import InputNorm
+
 
 class CondBatchNorm(nn.Module):
     """BatchNorm without its own affine; a gain and bias per class (de Vries et al. 2017)."""
@@ -64,7 +66,7 @@ class ProjDiscriminator(nn.Module):
         w = width
         conv = lambda i, o, k, s: [spectral_norm(nn.Conv2d(i, o, k, s, (k - 1) // 2 if k == 3 else 1)),  # noqa: E731
                                    nn.LeakyReLU(0.1)]
-        self.convs = nn.Sequential(*conv(in_channels, w, 3, 1), *conv(w, w, 4, 2), *conv(w, 2 * w, 3, 1),
+        self.convs = nn.Sequential(InputNorm(in_channels), *conv(in_channels, w, 3, 1), *conv(w, w, 4, 2), *conv(w, 2 * w, 3, 1),
                                    *conv(2 * w, 2 * w, 4, 2), *conv(2 * w, 4 * w, 3, 1))
         self.feature_dim = 4 * w
         self.psi = spectral_norm(nn.Linear(4 * w, 1))
@@ -113,9 +115,10 @@ class M1M2Classifier(nn.Module):
     q(z1|x) (two hidden layers of 500 softplus units, z1 of 50, as the authors' released MNIST
     model), then M2's classifier q(y|z1) (one hidden layer of 500)."""
 
-    def __init__(self, in_features: int, num_classes: int, z1_dim: int = 50, hidden_m1: int = 500,
+    def __init__(self, in_features: int, num_classes: int, channels: int = 1, z1_dim: int = 50, hidden_m1: int = 500,
                  hidden: int = 500):
         super().__init__()
+        self.input = InputNorm(channels)
         self.z1_dim = self.feature_dim = z1_dim
         self.encoder = MLP([in_features, hidden_m1, hidden_m1, 2 * z1_dim])
         self.head = MLP([z1_dim, hidden, num_classes])
@@ -125,7 +128,7 @@ class M1M2Classifier(nn.Module):
 
     def encode(self, x):
         """Mean and log-variance of q(z1|x)."""
-        return self.encoder(x.flatten(1)).chunk(2, 1)
+        return self.encoder(self.input(x).flatten(1)).chunk(2, 1)
 
     def features(self, x):
         return self.encode(x)[0] * self.active

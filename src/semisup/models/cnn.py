@@ -1,5 +1,7 @@
 import torch.nn as nn
 
+from .norm import InputNorm
+
 
 def _block(i: int, o: int) -> list[nn.Module]:
     return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.LeakyReLU(0.1)]
@@ -13,7 +15,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            *_block(in_channels, w), *_block(w, w), nn.MaxPool2d(2),
+            InputNorm(in_channels), *_block(in_channels, w), *_block(w, w), nn.MaxPool2d(2),
             *_block(w, 2 * w), *_block(2 * w, 2 * w), nn.MaxPool2d(2),
             *_block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(4 * w, num_classes)

@@ -7,6 +7,8 @@ in Laine & Aila) is left out: the views already perturb the input."""
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .norm import InputNorm
+
 
 def _conv(i: int, o: int, k: int = 3, pad: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(i, o, k, padding=pad, bias=False), nn.BatchNorm2d(o), nn.LeakyReLU(0.1)]
@@ -29,7 +31,7 @@ class CNN13(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5):
         super().__init__()
         self.features = nn.Sequential(
-            *_conv(in_channels, 128), *_conv(128, 128), *_conv(128, 128),
+            InputNorm(in_channels), *_conv(in_channels, 128), *_conv(128, 128), *_conv(128, 128),
             nn.MaxPool2d(2), nn.Dropout(dropout),
             *_conv(128, 256), *_conv(256, 256), *_conv(256, 256),
             nn.MaxPool2d(2), nn.Dropout(dropout),

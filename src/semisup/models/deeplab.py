@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .norm import InputNorm
 from .unet import SegNet
 
 
@@ -63,6 +64,7 @@ class ResNet(nn.Module):
     def __init__(self, block, layers, in_channels: int = 3):
         super().__init__()
         self.inplanes, self.dilation = 64, 1
+        self.input = InputNorm(in_channels)
         self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -101,7 +103,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        c1 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        c1 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(self.input(x))))))
         return [c1, self.layer4(self.layer3(self.layer2(c1)))]
 
 

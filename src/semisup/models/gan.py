@@ -11,6 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from .norm import InputNorm
+
 
 class GaussianNoise(nn.Module):
     def __init__(self, std: float):
@@ -67,9 +69,9 @@ class MLPDiscriminator(WNDiscriminator):
     normalised to unit std: the paper's 0.3 on [0, 1] pixels, MNIST's pixel std being 0.31.
     Works on any image size (the input is flattened)."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden=(1000, 500, 250, 250, 250),
+    def __init__(self, in_features: int, num_classes: int, channels: int = 1, hidden=(1000, 500, 250, 250, 250),
                  noise_in: float = 1.0, noise_hidden: float = 0.5):
-        layers: list[nn.Module] = [nn.Flatten(), GaussianNoise(noise_in)]
+        layers: list[nn.Module] = [InputNorm(channels), nn.Flatten(), GaussianNoise(noise_in)]
         i = in_features
         for j, o in enumerate(hidden):
             if j:
@@ -98,7 +100,7 @@ class ConvDiscriminator(WNDiscriminator):
     def __init__(self, in_channels: int, num_classes: int, width: int = 32):
         w, w2 = width, 2 * width
         conv = lambda i, o, k=3, s=1, p=1: [weight_norm(nn.Conv2d(i, o, k, s, p)), nn.LeakyReLU(0.2)]  # noqa: E731
-        layers = [nn.Dropout(0.2), *conv(in_channels, w), *conv(w, w), *conv(w, w, s=2), nn.Dropout(0.5),
+        layers = [InputNorm(in_channels), nn.Dropout(0.2), *conv(in_channels, w), *conv(w, w), *conv(w, w, s=2), nn.Dropout(0.5),
                   *conv(w, w2), *conv(w2, w2), *conv(w2, w2, s=2), nn.Dropout(0.5),
                   _PadToValid(), *conv(w2, w2, p=0), *conv(w2, w2, 1, p=0), *conv(w2, w2, 1, p=0),
                   nn.AdaptiveAvgPool2d(1), nn.Flatten()]

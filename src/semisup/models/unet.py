@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .norm import InputNorm
+
 
 class SegNet(nn.Module):
     """A segmentation network split the way the methods use it: `encoder` (the part
@@ -66,9 +68,11 @@ class UNetEncoder(nn.Module):
         self.stages = nn.ModuleList([double_conv(in_channels, ch[0])] + [
             nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), double_conv(ch[i], ch[i + 1])) for i in range(4)])
         self.channels = ch
+        self.input = InputNorm(in_channels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
+        x = self.input(x)
         for stage in self.stages:
             x = stage(x)
             feats.append(x)

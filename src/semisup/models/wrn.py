@@ -3,6 +3,8 @@ momentum 0.001, LeakyReLU 0.1, pre-activation blocks."""
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .norm import InputNorm
+
 
 class _Block(nn.Module):
     def __init__(self, i: int, o: int, stride: int, activate_before_residual: bool = False):
@@ -30,7 +32,7 @@ class WideResNet(nn.Module):
         super().__init__()
         n = (depth - 4) // 6
         ch = [16, 16 * widen, 32 * widen, 64 * widen]
-        layers = [nn.Conv2d(in_channels, ch[0], 3, 1, 1, bias=False)]
+        layers = [InputNorm(in_channels), nn.Conv2d(in_channels, ch[0], 3, 1, 1, bias=False)]
         for g, stride in zip(range(3), (1, 2, 2)):
             for j in range(n):
                 layers.append(_Block(ch[g] if j == 0 else ch[g + 1], ch[g + 1], stride if j == 0 else 1,

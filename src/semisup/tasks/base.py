@@ -13,12 +13,14 @@ from ..errors import UserError
 
 
 @torch.no_grad()
-def predict_logits(model, x_uint8: torch.Tensor, views, device, batch: int = 128, amp=None) -> torch.Tensor:
+def predict_logits(model, x_uint8: torch.Tensor, device, batch: int = 128, amp=None) -> torch.Tensor:
     """The model's logits for uint8 images, in batches, on `device` (returned there)."""
+    from ..data.views import to_unit
+
     model.eval()
     out = []
     for i in range(0, len(x_uint8), batch):
-        xb = views(x_uint8[i:i + batch].to(device, non_blocking=True), "none")
+        xb = to_unit(x_uint8[i:i + batch].to(device, non_blocking=True))
         with amp or nullcontext():
             out.append(model(xb).float())
     return torch.cat(out) if out else torch.zeros(0)
@@ -36,7 +38,7 @@ class Task:
     def read(self, spec: str, strict: bool, classes, image_size):
         from ..data.sources import load_source
 
-        return load_source(spec, strict=strict, classes=classes, task=self.name,
+        return load_source(spec, strict=strict, classes=classes, task=self.data_kind, asked=f"--task {self.name}",
                            image_size=image_size if self.resizes_images else None)
 
     def draw(self, src, cfg: dict):
@@ -63,7 +65,7 @@ class Task:
         """Anything done to a freshly built network before training (loading --init)."""
 
     # ------------------------------------------------------------------ scoring
-    def evaluate(self, model, split, views, device, batch: int = 128, amp=None, classes=None) -> dict:
+    def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
         raise NotImplementedError
 
     def evaluator(self, data, device, seed: int):

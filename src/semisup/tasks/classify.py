@@ -25,8 +25,8 @@ class Classify(Task):
 
         return build_model(name, shape, num_classes)
 
-    def evaluate(self, model, split, views, device, batch: int = 128, amp=None, classes=None) -> dict:
-        logits = predict_logits(model, split.x, views, device, batch, amp)
+    def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
+        logits = predict_logits(model, split.x, device, batch, amp)
         y = split.y.to(logits.device)
         known = y >= 0
         return {"accuracy": (logits.argmax(1) == y)[known].float().mean().item(),

@@ -44,7 +44,7 @@ class Generate(Classify):
         cls = get_method(cfg["method"], self.name)
         shape = (meta["channels"], *meta["size"])
         hp = cls.Hyper(**{f.name: cfg[f.name] for f in cls.hyper_fields()})
-        method = cls(self.build_model(meta["model"], shape, k), k, hp, shape=shape, mean=meta["mean"], std=meta["std"])
+        method = cls(self.build_model(meta["model"], shape, k), k, hp, shape=shape)
         method.load_state_dict(ckpt["method"])
         g = torch.Generator().manual_seed(seed)
         y = torch.arange(k).repeat_interleave(per_class)

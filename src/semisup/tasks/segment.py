@@ -48,11 +48,12 @@ class Segment(Task):
             load_encoder(model, cfg["init"])
 
     @torch.no_grad()
-    def evaluate(self, model, split, views, device, batch: int = 128, amp=None, classes=None) -> dict:
+    def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
         """Whole images, one confusion matrix over the split: mean IoU (the ignore value excluded),
         per-class IoU, pixel accuracy, Dice for two classes, cross-entropy."""
         from contextlib import nullcontext
 
+        from ..data.views import to_unit
         from ..metrics import IGNORE, confusion, seg_scores
 
         model.eval()
@@ -60,7 +61,7 @@ class Segment(Task):
         conf, loss, pixels = None, 0.0, 0
         batch = max(1, min(batch, 16))  # whole images: activations grow with the pixels
         for i in range(0, len(split.x), batch):
-            xb = views(split.x[i:i + batch].to(device, non_blocking=True), "none")
+            xb = to_unit(split.x[i:i + batch].to(device, non_blocking=True))
             with amp or nullcontext():
                 logits = model(xb.contiguous(memory_format=torch.channels_last)).float()
             k = k or logits.shape[1]
@@ -98,9 +99,9 @@ class Segment(Task):
         from ..infer import load_run
         from ..report import save_seg_examples
 
-        model, views, meta, _ = load_run(str(out))
+        model, meta, _ = load_run(str(out))
         x, masks = data.test.x[:n], data.test.masks[:n]
-        preds = predict_logits(model, x, views, torch.device("cpu"), batch=n).argmax(1)
+        preds = predict_logits(model, x, torch.device("cpu"), batch=n).argmax(1)
         save_seg_examples(x.numpy(), masks.numpy(), preds.numpy(), meta["palette"], out / "examples.png")
 
     def predict(self, run_dir: str, paths: list[str], loaded, out: str | None, notes: list[str]) -> dict:

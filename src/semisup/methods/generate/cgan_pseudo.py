@@ -84,7 +84,7 @@ class CGANPseudo(CondGANMethod):
         xu = batch.u.get("none", batch.x["none"][:0])
         real = torch.cat([batch.x["none"], xu])
         y_fake = torch.randint(self.num_classes, (len(real),), device=real.device)
-        fake = self.from_pixels(self.generator(self.noise(len(real)), y_fake))
+        fake = self.generator(self.noise(len(real)), y_fake)
         h_real, h_fake = d.features(real), d.features(fake.detach())
         logits_w = d.head(d.features(torch.cat([batch.x["weak"], batch.u.get("weak", xu[:0])])))
         loss_cls = F.cross_entropy(logits_w[:n], batch.y)
@@ -93,7 +93,7 @@ class CGANPseudo(CondGANMethod):
         y_real = torch.cat([batch.y, batch.y.new_zeros(len(xu))])
         if len(xu):
             with torch.no_grad():
-                lu = self.label_fn(self.to_pixels(xu)) if self.label_fn is not None else d.head(h_real[n:])
+                lu = self.label_fn(xu) if self.label_fn is not None else d.head(h_real[n:])
                 conf, yu = lu.float().softmax(1).max(1)
             mask = (conf >= hp.threshold).float()
             known[n:], y_real[n:] = mask, yu

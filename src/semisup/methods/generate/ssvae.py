@@ -106,7 +106,7 @@ class SSVAE(GenMethod):
         x = torch.cat([batch.x["none"], batch.u["none"]])
         mu, logvar = self.model.encode(x)
         z1 = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        rec = F.binary_cross_entropy_with_logits(self.m1_decoder(z1).float(), self.to_pixels(x).flatten(1),
+        rec = F.binary_cross_entropy_with_logits(self.m1_decoder(z1).float(), x.flatten(1),
                                                  reduction="none").sum(1)
         return (rec + 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)).mean()
 
@@ -127,7 +127,7 @@ class SSVAE(GenMethod):
             xl, xu = feats[:n], feats[n:]
         else:
             logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"]])).float()
-            xl, xu = self.to_pixels(batch.x["none"]).flatten(1), self.to_pixels(batch.u["none"]).flatten(1)
+            xl, xu = batch.x["none"].flatten(1), batch.u["none"].flatten(1)
         q = logits[n:].softmax(1)
         ys = torch.arange(k, device=xu.device).repeat(len(xu))
         bounds = self.bound(xu.repeat_interleave(k, 0), ys).view(len(xu), k)

@@ -9,6 +9,7 @@ from torch.func import functional_call
 
 from ...engine.dist import active
 from ...models.cgan import ProjDiscriminator
+from ...models.norm import set_input_norm
 from ...options import COUNT, SHARE, WEIGHT
 from ..base import Batch, Hyper, option
 from .base import CondGANMethod
@@ -69,6 +70,11 @@ class TripleGAN(CondGANMethod):
         self.discriminator = ProjDiscriminator(self.shape[0], num_classes)
         self.unlabeled_per_step = 0  # over all processes, for the schedule; set by each step
 
+    def attach(self, data):
+        """The discriminator normalises its input with the labeled images' statistics, as the
+        classifier does (`run.prepare`); a checkpoint restores them with its weights."""
+        set_input_norm(self.discriminator, data.mean, data.std)
+
     schedule = "constant for 300 passes over the unlabeled images, then x0.995 per pass (the authors')"
 
     def lr_factor(self, k: int, steps: int) -> float:
@@ -86,7 +92,7 @@ class TripleGAN(CondGANMethod):
         p_u = log_p_u.exp()
         y_c = torch.multinomial(p_u.detach(), 1).squeeze(1)
         y_g = torch.randint(self.num_classes, (nu,), device=p_u.device)
-        fake = self.from_pixels(self.generator(self.noise(nu), y_g))
+        fake = self.generator(self.noise(nu), y_g)
         h = d.features(torch.cat([batch.x["none"], batch.u["none"], fake.detach()]))
         h_l, h_u, h_g = h[:n], h[n:n + nu], h[n + nu:]
         # D: labeled pairs real; classifier pairs (weight alpha) and generator pairs (1 - alpha) fake

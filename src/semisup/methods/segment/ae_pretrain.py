@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import UserError
+from ...models.norm import input_norm
 from ...options import SHARE, WEIGHT, Interval
 from ..base import Batch, Hyper, option
 from .base import SegMethod
@@ -57,8 +58,11 @@ class AEPretrain(SegMethod):
         b, _, h, w = x.shape
         keep = F.interpolate((torch.rand(b, 1, (h + 3) // 4, (w + 3) // 4, device=x.device)
                               >= self.hp.mask_ratio).float(), scale_factor=4)[..., :h, :w]
-        noisy = (x + self.hp.noise * torch.randn_like(x)) * keep
         m = self.model
-        out = F.interpolate(self.recon(m.decode(m.encode(noisy))), (h, w), mode="bilinear", align_corners=False)
+        norm = input_norm(m)  # noise, blanks (at the mean) and the target in the network's normalised units
+        clean = norm(x)
+        noisy = (clean + self.hp.noise * torch.randn_like(x)) * keep
+        out = F.interpolate(self.recon(m.decode(m.encode(noisy * norm.std + norm.mean))), (h, w), mode="bilinear",
+                            align_corners=False)
         idle = sum(p.sum() for p in m.head.parameters()) * 0.0
-        return {"loss_recon": F.mse_loss(out.float(), x) + idle}
+        return {"loss_recon": F.mse_loss(out.float(), clean) + idle}
