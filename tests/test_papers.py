@@ -128,6 +128,30 @@ def test_vat_eps_is_the_same_per_pixel_at_every_image_size():
     assert m8.eps() / math.sqrt(64) == pytest.approx(m32.eps() / math.sqrt(3072))
 
 
+def test_vat_r_adv_has_norm_eps_in_the_networks_units():
+    """USB's vat.py: r_adv = eps * d / ||d|| for each image, in the units the network sees (its
+    InputNorm's), however small the power iteration's gradient (about 1e-12 at xi = 1e-6;
+    normalising with a norm + 1e-8 made r_adv 1e-4 of eps), and more adversarial than a random
+    direction of the same norm."""
+    from semisup.models import build_model
+    from semisup.models.norm import set_input_norm
+    from semisup.methods.vat import _kl
+
+    torch.manual_seed(0)
+    net = build_model("cnn", (1, 8, 8), 10).eval()
+    set_input_norm(net, [0.3], [0.25])
+    m = METHODS["classify"]["vat"](net, 10, shape=(1, 8, 8))
+    u = torch.rand(32, 1, 8, 8)
+    target = net(u).detach()
+    r = m.adversarial(u, target)
+    norms = (r / 0.25).flatten(1).norm(dim=1)
+    moved = norms > 0  # an image whose probe is lost in float32 rounding gets no gradient
+    assert moved.float().mean() > 0.8
+    assert torch.allclose(norms[moved], torch.full_like(norms[moved], m.eps()), rtol=1e-4)
+    rand = F.normalize(torch.randn_like(u).flatten(1), dim=1).view_as(u) * m.eps() * 0.25
+    assert _kl(target, net(u + r)) > 1.5 * _kl(target, net(u + rand))
+
+
 def test_mixup_draws_one_lambda_per_example():
     """The MixMatch authors' code: lambda ~ Beta(alpha, alpha) per example, max(lambda, 1 - lambda)."""
     torch.manual_seed(0)

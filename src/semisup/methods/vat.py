@@ -21,7 +21,13 @@ class VATHyper(Hyper):
 
 
 def _unit(d: torch.Tensor) -> torch.Tensor:
-    return d / (d.flatten(1).norm(dim=1).view(-1, *[1] * (d.ndim - 1)) + 1e-8)
+    """Each image's d scaled to L2 norm 1, whatever its size: divided by its largest |value|
+    first, as Miyato et al.'s `get_normalized_vector`, since the power iteration's gradients
+    are tiny (norm about 1e-12 at xi = 1e-6), and a norm + 1e-8 (the code before) shrank r_adv
+    to about 1e-4 of eps. A zero d stays zero."""
+    dims = tuple(range(1, d.ndim))
+    d = d / d.abs().amax(dims, keepdim=True).clamp_min(1e-30)
+    return d / d.square().sum(dims, keepdim=True).sqrt().clamp_min(1e-30)
 
 
 def _kl(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
