@@ -36,13 +36,14 @@ import torch
 from semisup.api import prepare, resolve
 from semisup.engine import dist
 from semisup.engine.trainer import Trainer, TrainOptions
+from semisup.tasks import get_task
 
 rank, world, device = dist.setup("cpu")
 options = {"threshold": 0.3} if sys.argv[1] == "flexmatch" else {}
 cfg = resolve({"method": sys.argv[1], "steps": 8, "batch_size": 16, "unlabeled_ratio": 4, "quiet": True, **options})
 data, views, m = prepare(cfg)
 t = Trainer(m, data, views, TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__}), None,
-            device, rank, world)
+            device, rank, world, task=get_task(m.task))
 for step in range(8):
     t.train_step()
     for name, b in m.named_buffers(recurse=False):  # the method's own state, after every step

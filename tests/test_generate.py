@@ -12,6 +12,7 @@ from PIL import Image
 
 from semisup.api import prepare, resolve, train
 from semisup.engine.trainer import Trainer, TrainOptions
+from semisup.tasks import get_task
 from semisup.methods import METHODS
 from semisup.metrics import feature_stats, frechet_distance
 
@@ -26,7 +27,7 @@ def make(method, steps=10, **options):
                    "save_every": steps, "log_every": 5, "quiet": True, **options})
     data, views, m = prepare(cfg)
     opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
-    return Trainer(m, data, views, opts, None, torch.device("cpu"))
+    return Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task))
 
 
 def test_generation_methods_are_listed():

@@ -8,6 +8,7 @@ from conftest import assert_resume_equal
 from semisup.api import prepare, resolve
 from semisup.engine.runfolder import load_checkpoint
 from semisup.engine.trainer import Trainer, TrainOptions
+from semisup.tasks import get_task
 from semisup.methods import METHODS
 
 
@@ -16,7 +17,7 @@ def make(method, tmp_path=None, steps=30):
                    "eval_every": steps, "save_every": steps, "log_every": 5, "quiet": True})
     data, views, m = prepare(cfg)
     opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
-    return Trainer(m, data, views, opts, None, torch.device("cpu")), data
+    return Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task)), data
 
 
 @pytest.mark.parametrize("method", sorted(METHODS["classify"]))

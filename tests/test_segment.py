@@ -15,6 +15,7 @@ from conftest import assert_resume_equal
 from semisup.api import prepare, resolve
 from semisup.data.segviews import SegViewMaker, cutmix, cutmix_boxes
 from semisup.engine.trainer import Trainer, TrainOptions
+from semisup.tasks import get_task
 from semisup.methods import METHODS
 from semisup.metrics import IGNORE, confusion, seg_scores
 
@@ -25,7 +26,7 @@ def make(method, steps=30, **kw):
                    "model": "unet8", **kw})
     data, views, m = prepare(cfg)
     opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
-    return Trainer(m, data, views, opts, None, torch.device("cpu")), data
+    return Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task)), data
 
 
 def test_the_segmentation_methods_are_listed():

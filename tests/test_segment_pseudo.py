@@ -119,13 +119,14 @@ import torch
 from semisup.api import prepare, resolve
 from semisup.engine import dist
 from semisup.engine.trainer import Trainer, TrainOptions
+from semisup.tasks import get_task
 
 rank, world, device = dist.setup("cpu")
 cfg = resolve({"task": "segment", "method": sys.argv[1], "steps": 4, "batch_size": 4, "unlabeled_ratio": 1,
                "quiet": True, "image_size": 32, "model": "unet8"})
 data, views, m = prepare(cfg)
 t = Trainer(m, data, views, TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__}), None,
-            device, rank, world)
+            device, rank, world, task=get_task(m.task))
 for step in range(4):
     t.train_step()
     mine = dist.gather(m.class_conf.clone())

@@ -8,6 +8,7 @@ import torch
 from semisup.api import prepare, resolve
 from semisup.data.store import DeviceStore, MemmapStore, choose_store, free_memory
 from semisup.engine.trainer import Trainer, TrainOptions
+from semisup.tasks import get_task
 from semisup.errors import UserError
 
 CPU = torch.device("cpu")
@@ -54,7 +55,7 @@ def test_same_training_with_either_store(tmp_path):
     def train(store_of):
         data, views, method = prepare(dict(cfg))
         opts = TrainOptions(**{f.name: cfg[f.name] for f in fields(TrainOptions)})
-        t = Trainer(method, data, views, opts, None, CPU, store=store_of(data))
+        t = Trainer(method, data, views, opts, None, CPU, store=store_of(data), task=get_task(method.task))
         for _ in range(opts.steps):
             t.train_step()
         return t

@@ -246,12 +246,13 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         """Train in memory (no run folder): the steps of `run.train` without its files."""
         from .engine.trainer import Trainer, TrainOptions
         from .run import prepare
+        from .tasks import get_task
 
         auto = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(auto if cfg["device"] == "auto" else cfg["device"])
         data, views, method = prepare(cfg, src)
         opts = TrainOptions(**{f.name: cfg[f.name] for f in fields(TrainOptions)})
-        trainer = Trainer(method, data, views, opts, None, device)
+        trainer = Trainer(method, data, views, opts, None, device, task=get_task("classify"))
         trainer.fit({"method": cfg["method"]})
         return trainer.ema.module, trainer.history, device, cfg
 

@@ -84,7 +84,7 @@ class GenEvaluator:
         set_input_norm(model, data.mean, data.std)
         steps = eval_steps(len(data.labeled))
         opts = TrainOptions(steps=steps, batch_size=EVAL_BATCH, unlabeled_ratio=0, quiet=True)
-        t = Trainer(Supervised(model, self.k), data, self.views, opts, None, self.device)
+        t = Trainer(Supervised(model, self.k), data, self.views, opts, None, self.device, task=get_task("classify"))
         for _ in range(steps):
             t.train_step()
         return t.ema.module.cpu()

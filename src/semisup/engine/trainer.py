@@ -107,14 +107,10 @@ class StopRequests:
 
 class Trainer:
     def __init__(self, method, data, views, opts: TrainOptions, run: RunFolder | None,
-                 device: torch.device, rank: int = 0, world: int = 1, extra_eval=None, store=None,
-                 task=None):
-        """`task` (a `tasks.Task`; default the method's) scores the model and names the metric that
+                 device: torch.device, rank: int = 0, world: int = 1, extra_eval=None, store=None, *,
+                 task):
+        """`task` (a `tasks.Task`, the method's) scores the model and names the metric that
         selects a checkpoint; `extra_eval`: method -> more metrics at each evaluation."""
-        if task is None:
-            from ..tasks import get_task
-
-            task = get_task(method.task)
         self.m, self.data, self.views, self.o, self.run, self.task = method, data, views, opts, run, task
         self.extra_eval = extra_eval
         self.dev, self.rank, self.world = device, rank, world
