@@ -147,6 +147,8 @@ def build_parser(argv: list[str] | None = None) -> Parser:
                     help="last (default): the final generator; best: the checkpoint of the best classifier")
     me = sub.add_parser("methods", help="list the methods")
     me.add_argument("--verbose", "-v", action="store_true", help="with their options and defaults")
+    mo = sub.add_parser("models", help="list the networks --model takes: the project's own and timm's")
+    mo.add_argument("pattern", nargs="?", default="", help="timm names matching this (fnmatch: 'resnet*', '*vit*')")
     d = sub.add_parser("data", help="check a data set: counts, sizes, problems")
     d.add_argument("spec", help="a built-in name or a path")
     d.add_argument("--classes", help="comma-separated class names")
@@ -227,6 +229,22 @@ def cmd_methods(a) -> None:
             print(f"    (learning rate: {m.schedule})")
 
 
+def cmd_models(a) -> None:
+    from .models import MODELS, SEG_MODELS, SIZED
+    from .models.timm_net import timm_names
+
+    print("classification (the project's own): " + ", ".join([*MODELS, *SIZED]))
+    print("segmentation (--task segment): " + ", ".join([*SEG_MODELS, "unet<N>"]))
+    try:
+        names = timm_names(a.pattern)
+    except ImportError:
+        print("timm is not installed: `pip install timm` for its architectures")
+        return
+    shown = names if a.pattern else names[:20]
+    print(f"timm ({len(names)}{' matching ' + repr(a.pattern) if a.pattern else ''}): " + ", ".join(shown)
+          + (", ... (give a pattern, e.g. `semisup models 'resnet*'`)" if len(shown) < len(names) else ""))
+
+
 def cmd_data(a) -> None:
     from .data.check import report
 
@@ -243,7 +261,7 @@ def main(argv=None) -> None:
         sys.exit(0)
     try:
         {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "sample": cmd_sample, "methods": cmd_methods,
-         "data": cmd_data}[a.command](a)
+         "models": cmd_models, "data": cmd_data}[a.command](a)
         sys.stdout.flush()  # here, so that a reader gone away (`| head`) is caught below
     except BrokenPipeError:  # the reader stopped reading: not an error, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush goes nowhere

@@ -51,7 +51,8 @@ class RunOptions:
     labeled_fraction: float | None = option(None, "share of the training images to label, e.g. 0.125 "
                                             "(segmentation: images with masks)",
                                             check=Interval(float, 0, 1, closed="right"))
-    model: str | None = option(None, "cnn, cnn_small, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 (default: the "
+    model: str | None = option(None, "cnn, cnn_small, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 or any timm "
+                               "architecture, e.g. resnet18 (`semisup models`; default: the "
                                "method's own if it has one, else cnn below 16 px, cnn_small below 32 px, wrn28_2 "
                                "from 32 px); segmentation: unet (width 16), unet<N> (width N), deeplabv3plus "
                                "(ResNet-18), deeplabv3plus_r50 (default unet)")
@@ -66,6 +67,10 @@ class RunOptions:
     init: str | None = option(None, "segmentation: a local state dict (.pt/.pth) loaded into the encoder "
                               "(torchvision ResNet names for deeplabv3plus); default: random weights",
                               check=File("give a local state dict (.pt/.pth) for the encoder"))
+    pretrained: str | None = option(None, "classification: the backbone's starting weights: a weights file "
+                                    "(.safetensors, .pth, .bin; timm, torchvision or semisup names), a semisup run "
+                                    "folder, or for a timm --model a timm tag (resnet18.a1_in1k) or hf-hub:ID; "
+                                    "the input mean and std come with them (default: random weights)")
     store: str = option("auto", "where the training images live: on the device (device), in a memory-mapped "
                         "uint8 file in the run folder's cache/ (memmap), or auto: on the device when they take at "
                         "most half its free memory", check=Choice("auto", "device", "memmap"))

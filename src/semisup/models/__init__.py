@@ -1,25 +1,23 @@
-"""Backbones by name. Each takes (in_channels, num_classes) and returns logits of images in
-[0, 1], which its first layer normalises (`norm.InputNorm`); `features` gives the pooled
-feature vector that the classification head reads. Segmentation networks
+"""Backbones by name: the project's own (`MODELS`, `SIZED`) and any timm architecture
+(`timm_net`). Each returns logits of images in [0, 1], which its first layer normalises
+(`norm.InputNorm`); `features` gives the pooled feature vector that the classification head
+reads. Segmentation networks
 (`SEG_MODELS`, `build_seg_model`) keep the `SegNet` interface of `unet.py`; `load_encoder`
 puts saved weights into their encoder."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Callable, NamedTuple
 
-import torch
-import torch.nn as nn
-
-from ..errors import UserError, first_line
+from ..errors import UserError
 from .cnn import SmallCNN
 from .cgan import M1M2Classifier, ProjDiscriminator
 from .cnn13 import CNN13
 from .deeplab import DeepLabV3Plus
 from .gan import ConvDiscriminator, MLPDiscriminator
-from .norm import InputNorm
+from .timm_net import build_timm, is_timm_name
 from .unet import SegNet, UNet
+from .weights import load_weights, read_state_dict
 from .wrn import WideResNet
 
 
@@ -62,12 +60,16 @@ def default_model(image_size: int) -> str:
 
 
 def build_model(name: str, shape: tuple[int, int, int], num_classes: int):
-    """The network `name` for images of `shape` (C, H, W); too small images are an error."""
+    """The network `name` for images of `shape` (C, H, W): one of the project's (`MODELS`,
+    `SIZED`) or any timm architecture (`timm_net`); too small images are an error."""
     if name in SIZED:
         _check_size(name, SIZED[name], shape, {**MODELS, **SIZED})
         return SIZED[name].build(shape, num_classes)
     if name not in MODELS:
-        raise UserError(f"--model {name}: unknown model; choose one of {', '.join([*MODELS, *SIZED])}")
+        if is_timm_name(name):
+            return build_timm(name, shape, num_classes)
+        raise UserError(f"--model {name}: unknown model; choose one of {', '.join([*MODELS, *SIZED])} or a timm "
+                        "architecture (`semisup models` lists them)")
     _check_size(name, MODELS[name], shape, {**MODELS, **SIZED})
     return MODELS[name].build(shape[0], num_classes)
 
@@ -95,66 +97,13 @@ def build_seg_model(name: str, shape: tuple[int, int, int], num_classes: int) ->
     return model
 
 
-_PREFIXES = ("module.", "encoder.", "backbone.")
-
-
 def load_encoder(model: SegNet, path) -> int:
-    """Loads a state dict saved with `torch.save` (raw, or under "state_dict" or "model") into
-    `model.encoder` and returns the number of tensors loaded. Leading "module.", "encoder." and
-    "backbone." are stripped where that makes a key match, so a whole model's or a DDP
-    checkpoint's state dict works; keys the encoder lacks (`fc.*`, a decoder's) are ignored;
-    every key of the encoder must be there with its shape. A 3-channel first convolution goes
-    into a network of C input channels as its mean over the RGB channels, repeated C times and
-    scaled by 3 / C: a C-channel image whose channels equal a gray level then gets the response
-    the RGB network gives that gray image (for one channel, the sum over RGB, as timm's
-    `adapt_input_conv`). The encoder's input statistics (its `InputNorm`) come with the weights
-    where the file has them for as many channels; else the encoder keeps the ones it has (the
-    training data's)."""
+    """Loads a state dict from a file (`weights.read_state_dict`) into `model.encoder`, key by key
+    (`weights.load_weights`: prefixes stripped, every encoder tensor required, a 3-channel first
+    convolution adapted to C channels, input statistics where the file has them), and returns
+    the number of tensors loaded."""
     where = f"--init {path}"
-    if not Path(path).is_file():
-        raise UserError(f"{where}: no such file; give the path of a state dict saved with "
-                        "torch.save(model.state_dict(), path)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (truncated, not a zip or pickle, objects other than tensors...)
-        raise UserError(f"{where}: cannot be read as a PyTorch state dict ({first_line(e)[:120]}); "
-                        "save one with torch.save(model.state_dict(), path)") from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    items = obj.items() if isinstance(obj, dict) else ()
-    tensors = {k: v for k, v in items if isinstance(k, str) and torch.is_tensor(v)}
-    if not tensors:
-        raise UserError(f"{where}: is not a state dict (a dict of tensors, raw or under 'state_dict' or 'model'); "
-                        "save one with torch.save(model.state_dict(), path)")
-    own = model.encoder.state_dict()
-    norm = {f"{n}.{b}" for n, m in model.encoder.named_modules() if isinstance(m, InputNorm) for b in ("mean", "std")}
-    found = {}
-    for k, v in tensors.items():
-        while k not in own and k.startswith(_PREFIXES):
-            k = k.split(".", 1)[1]
-        if k in own:
-            found[k] = v
     name = getattr(model, "name", type(model).__name__)
-    if not set(found) - norm:
-        raise UserError(f"{where}: none of its {len(tensors)} keys match the encoder of {name}; "
-                        f"expected names like {', '.join(list(own)[:3])} (its first: {next(iter(tensors))})")
-    for k in norm & set(found):
-        if found[k].shape != own[k].shape:
-            del found[k]
-    missing = [k for k in own if k not in found and k not in norm and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise UserError(f"{where}: lacks {len(missing)} of the {len(own)} tensors of the encoder of {name}, "
-                        f"the first {missing[0]}; save the whole encoder of the same architecture")
-    first_conv = next(n for n, m in model.encoder.named_modules() if isinstance(m, nn.Conv2d)) + ".weight"
-    w, mine = found[first_conv], own[first_conv]
-    c = mine.shape[1]
-    if w.ndim == 4 and w.shape[1] == 3 and c != 3 and w[:, :1].shape == mine[:, :1].shape:
-        found[first_conv] = w.mean(1, keepdim=True).repeat(1, c, 1, 1) * (3 / c)
-    for k, v in found.items():
-        if v.shape != own[k].shape:
-            raise UserError(f"{where}: {k} has shape {tuple(v.shape)} but the encoder of {name} has "
-                            f"{tuple(own[k].shape)}; use weights of the same architecture and input channels")
-    model.encoder.load_state_dict(found, strict=False)
+    n, _ = load_weights(model.encoder, read_state_dict(path, where), where, f"the encoder of {name}")
     model.encoder_source = str(path)
-    return len(found)
+    return n

@@ -57,9 +57,8 @@ class Task:
         raise NotImplementedError
 
     def check(self, cfg: dict) -> None:
-        """The rules on a resolved config that are the task's (before the per-option checks)."""
-        if cfg.get("init") is not None:
-            raise UserError("--init: only for --task segment")
+        """The rules on a resolved config that are the task's (before the per-option checks): each
+        task refuses the other task's weights option (--init, --pretrained)."""
 
     def setup_model(self, model, cfg: dict) -> None:
         """Anything done to a freshly built network before training (loading --init)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .base import Task, predict_logits
 
 
@@ -24,6 +25,17 @@ class Classify(Task):
         from ..models import build_model
 
         return build_model(name, shape, num_classes)
+
+    def check(self, cfg: dict) -> None:
+        if cfg.get("init") is not None:
+            raise UserError("--init: only for --task segment; a classifier's starting weights are --pretrained")
+
+    def setup_model(self, model, cfg: dict) -> None:
+        """--pretrained: the backbone's weights and their input statistics (`models.weights`)."""
+        if cfg.get("pretrained"):
+            from ..models.weights import load_pretrained
+
+            load_pretrained(model, str(cfg["pretrained"]))
 
     def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
         logits = predict_logits(model, split.x, device, batch, amp)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .base import Task, predict_logits
 
 
@@ -40,6 +41,8 @@ class Segment(Task):
 
     def check(self, cfg: dict) -> None:
         """--init is an encoder's weights: checked as a file with the other options."""
+        if cfg.get("pretrained") is not None:
+            raise UserError("--pretrained: for classification backbones; segmentation loads an encoder with --init")
 
     def setup_model(self, model, cfg: dict) -> None:
         if cfg.get("init"):

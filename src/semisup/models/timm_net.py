@@ -1,0 +1,64 @@
+"""Any timm backbone (Wightman, pytorch-image-models) as a semisup classifier: `features` is the
+network's `InputNorm` and then the timm model with its classifier removed (`num_classes=0`: the
+pooled feature vector), `head` a linear layer to the classes, so every method that reads
+`features` / `head` (sgan, remixmatch, the generation methods) works on it. The weights'
+`pretrained_cfg` (mean, std, input size) travels with the network; timm is imported only when
+such a model is built."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..errors import UserError, first_line
+from .norm import InputNorm
+
+
+def timm_names(pattern: str = "") -> list[str]:
+    """The architectures timm can build, matching `pattern` (fnmatch, e.g. "resnet*")."""
+    import timm
+
+    return timm.list_models(pattern or "*")
+
+
+def is_timm_name(name: str) -> bool:
+    try:
+        import timm
+    except ImportError:  # timm (and torchvision) not installed: only the project's own networks
+        return False
+    return timm.is_model(name)
+
+
+class TimmClassifier(nn.Module):
+    def __init__(self, name: str, in_channels: int, num_classes: int, image_size: tuple[int, int]):
+        super().__init__()
+        import timm
+
+        try:  # ViT-like models fix their patch grid at build time; CNNs take no img_size
+            net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels,
+                                    img_size=tuple(image_size))
+        except TypeError:
+            net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels)
+        self.arch = name
+        self.pretrained_cfg = dict(net.pretrained_cfg)
+        self.features = nn.Sequential(InputNorm(in_channels), net)
+        self.feature_dim = net.num_features
+        self.head = nn.Linear(net.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_timm(name: str, shape: tuple[int, int, int], num_classes: int) -> TimmClassifier:
+    """The timm network `name` for images of `shape`; one that cannot take them (a ViT whose patch
+    does not divide the size, too small an image) is a UserError found by one forward here."""
+    c, h, w = shape
+    try:
+        model = TimmClassifier(name, c, num_classes, (h, w))
+        was = model.training
+        with torch.no_grad():
+            model.eval()(torch.zeros(2, c, h, w))
+        model.train(was)
+    except Exception as e:  # noqa: BLE001 (timm raises AssertionError, RuntimeError, ValueError, ...)
+        raise UserError(f"--model {name}: timm cannot build it for {w}x{h} images with {c} channels "
+                        f"({first_line(e)[:160]}); pass --image-size (e.g. 32 or 224) or choose another model") from None
+    return model

@@ -1,0 +1,107 @@
+"""timm backbones and --pretrained: any timm architecture trains, evaluates and predicts as a
+semisup classifier; one donor's weights load identically from a file, a semisup run folder and
+an offline Hugging Face cache, with the input statistics that belong to them; bad weights are
+one line."""
+import pytest
+import torch
+
+from conftest import assert_user_error, cli
+
+timm = pytest.importorskip("timm")
+from safetensors.torch import save_file  # noqa: E402  (timm brings safetensors)
+
+from semisup.api import eval_run, train  # noqa: E402
+from semisup.errors import UserError  # noqa: E402
+from semisup.models import build_model  # noqa: E402
+from semisup.models.norm import input_norm  # noqa: E402
+from semisup.models.weights import load_pretrained  # noqa: E402
+
+SHAPE = (3, 32, 32)
+REV = "0123456789abcdef0123456789abcdef01234567"
+
+
+def donor():
+    torch.manual_seed(1)
+    return timm.create_model("resnet18", pretrained=False)  # with its ImageNet classifier, as timm saves it
+
+
+def same_backbone(model, net):
+    theirs = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    mine = model.features[1].state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def offline(monkeypatch, cache):
+    """huggingface_hub with no network and `cache` as its cache (its constants are read at import)."""
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+
+
+def hub_cache(root, net):
+    """The layout huggingface_hub reads offline: models--timm--NAME/{refs/main, snapshots/REV/}."""
+    repo = root / "models--timm--resnet18.a1_in1k"
+    (repo / "snapshots" / REV).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(REV)
+    save_file(net.state_dict(), str(repo / "snapshots" / REV / "model.safetensors"))
+
+
+def test_a_timm_model_trains_evaluates_and_predicts(tmp_path, one_thread):
+    summary, out = train({"model": "resnet18", "steps": 20, "batch_size": 16, "eval_every": 10, "quiet": True},
+                         out=str(tmp_path / "r"))
+    assert summary["metrics"]["test_accuracy"] > 0.3  # 20 steps on 40 labels: well above chance (0.1)
+    assert eval_run(str(out))["accuracy"] == pytest.approx(summary["metrics"]["best_test_accuracy"], abs=1e-6)
+
+
+def test_one_donor_from_a_file_a_run_folder_and_an_offline_hub_cache(tmp_path, monkeypatch):
+    net = donor()
+    cfg_mean = list(net.pretrained_cfg["mean"])
+    save_file(net.state_dict(), str(tmp_path / "donor.safetensors"))
+    torch.save({"state_dict": net.state_dict()}, tmp_path / "donor.pth")
+    hub_cache(tmp_path / "hub", net)
+    offline(monkeypatch, tmp_path / "hub")
+    for spec in (tmp_path / "donor.safetensors", tmp_path / "donor.pth", "resnet18.a1_in1k"):
+        m = build_model("resnet18", SHAPE, 5)
+        load_pretrained(m, str(spec))
+        assert same_backbone(m, net), spec
+        assert torch.allclose(input_norm(m).mean.flatten(), torch.tensor(cfg_mean)), spec  # the weights' statistics
+
+
+def test_a_run_folder_brings_its_weights_and_its_input_statistics(tmp_path, one_thread):
+    _, out = train({"model": "resnet18", "steps": 4, "batch_size": 8, "eval_every": 4, "quiet": True},
+                   out=str(tmp_path / "donor"))
+    saved = torch.load(out / "checkpoints" / "best.pt", weights_only=False)["model"]
+    m = build_model("resnet18", (1, 8, 8), 10)
+    assert load_pretrained(m, str(out)) == "the weights"
+    mine = m.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in saved.items() if not k.startswith("head."))
+    assert not torch.equal(mine["head.weight"], saved["head.weight"])  # the head starts anew
+
+
+def test_gray_images_take_rgb_weights(tmp_path):
+    net = donor()
+    save_file(net.state_dict(), str(tmp_path / "donor.safetensors"))
+    m = build_model("resnet18", (1, 28, 28), 10)
+    load_pretrained(m, str(tmp_path / "donor.safetensors"))
+    conv = m.features[1].conv1.weight
+    assert conv.shape[1] == 1 and torch.allclose(conv, net.conv1.weight.sum(1, keepdim=True), atol=1e-6)
+
+
+def test_weights_that_cannot_be_had_are_one_line(tmp_path, monkeypatch, capsys):
+    offline(monkeypatch, tmp_path / "empty")
+    m = build_model("resnet18", SHAPE, 5)
+    with pytest.raises(UserError, match=r"--pretrained resnet18.a1_in1k: cannot fetch the weights .*pass the file"):
+        load_pretrained(m, "resnet18.a1_in1k")
+    with pytest.raises(UserError, match="timm has no such weights"):
+        load_pretrained(m, "resnet18.no_such_tag")
+    torch.save(build_model("resnet18", SHAPE, 5).state_dict(), tmp_path / "wide.pt")
+    with pytest.raises(UserError, match="lacks 80 of the 218 tensors of --model resnet34"):
+        load_pretrained(build_model("resnet34", SHAPE, 5), str(tmp_path / "wide.pt"))
+    with pytest.raises(UserError, match="needs a timm --model"):
+        load_pretrained(build_model("cnn", SHAPE, 5), "resnet18.a1_in1k")
+    assert_user_error(cli(capsys, "train", "--model", "no_such_net", "--steps", "2"), "--model no_such_net",
+                      "semisup models")
+    assert_user_error(cli(capsys, "train", "--task", "segment", "--pretrained", str(tmp_path / "wide.pt"),
+                          "--steps", "2"), "--pretrained", "--init")
