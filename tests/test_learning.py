@@ -46,8 +46,7 @@ def test_sgan_beats_supervised_on_digits(tmp_path, supervised_acc):
     (seeds 0-2 measured: 95.8, 93.0, 94.7 against 91.1, 88.3, 92.2; with the labeled images in the
     unlabeled pool and a constant rate, one thread, AVX2 machine: 95.54, 94.99, 92.48 against
     91.09, 88.30, 91.09; seed 0 of that code on the earlier machine, two threads: 93.04 against
-    91.09). On an AVX-512 machine the same seed ends at 91.36 against 90.81, on the code before
-    and after the networks took over their normalisation alike: there the discriminator wins
+    91.09). On an AVX-512 machine the same seed ends at 91.36 against 90.81: there the discriminator wins
     the game (D(fake) 0.001 from step 500 on) and the gain shrinks to two test images. The bar
     is the claim, better than supervised by at least one test image (1/359), which every
     machine measured meets; the margin is in docs/benchmarks.md."""

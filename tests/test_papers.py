@@ -131,7 +131,7 @@ def test_vat_eps_is_the_same_per_pixel_at_every_image_size():
 def test_vat_r_adv_has_norm_eps_in_the_networks_units():
     """USB's vat.py: r_adv = eps * d / ||d|| for each image, in the units the network sees (its
     InputNorm's), however small the power iteration's gradient (about 1e-12 at xi = 1e-6;
-    normalising with a norm + 1e-8 made r_adv 1e-4 of eps), and more adversarial than a random
+    a norm + 1e-8 in the denominator would leave 1e-4 of eps), and more adversarial than a random
     direction of the same norm."""
     from semisup.models import build_model
     from semisup.models.norm import set_input_norm

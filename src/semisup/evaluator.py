@@ -39,7 +39,7 @@ def cache_dir() -> Path:
 
 def fingerprint(src) -> str:
     h = hashlib.sha1()
-    # "pixels": the network takes [0, 1] images and holds its input statistics (an older cache did not)
+    # "pixels": the cached network takes [0, 1] images and holds its input statistics
     for part in ("pixels", str(src.shape), ",".join(src.classes), str(eval_steps(len(src.train.y))), str(EVAL_BATCH)):
         h.update(part.encode())
     h.update(src.train.x.numpy().tobytes())

@@ -129,14 +129,10 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
     c = model.features[0].mean.shape[1]
     try:
         net = timm.create_model(spec, pretrained=True, num_classes=0, in_chans=c)
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:  # OSError: no network and no cached file
         if "Unknown model" in str(e) or "Invalid pretrained tag" in str(e):
             raise UserError(f"{where}: timm has no such weights ({first_line(e)[:120]}); `semisup models` lists "
                             "the architectures, timm.list_pretrained() the tags") from None
-        raise UserError(f"{where}: cannot fetch the weights ({first_line(e)[:120]}); download them where there "
-                        "is a network (timm.create_model(NAME, pretrained=True) fills the Hugging Face cache, or "
-                        "save the state dict to a file) and pass the file or that cache (HF_HOME)") from None
-    except OSError as e:  # no network, no cached file
         raise UserError(f"{where}: cannot fetch the weights ({first_line(e)[:120]}); download them where there "
                         "is a network (timm.create_model(NAME, pretrained=True) fills the Hugging Face cache, or "
                         "save the state dict to a file) and pass the file or that cache (HF_HOME)") from None
