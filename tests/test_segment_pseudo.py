@@ -114,6 +114,7 @@ def test_pseudo_label_methods_log_the_mask_rate_of_every_class():
 
 
 STATE_SCRIPT = """
+import os
 import sys
 import torch
 from semisup.api import prepare, resolve
@@ -134,7 +135,11 @@ for step in range(4):
         assert all(torch.equal(mine[0], x) for x in mine[1:]), f"class_conf differs at step {step}: {mine}"
 if rank == 0:
     print("class_conf", m.class_conf.tolist())
-dist.cleanup()
+# what is checked is checked: leave without the gloo teardown, which now and then aborts a process
+# after the work is done ("terminate called without an active exception", seen once in CI)
+dist.barrier()
+sys.stdout.flush()
+os._exit(0)
 """
 
 
