@@ -24,6 +24,15 @@ DATA_DEFAULTS = {
     "digits": dict(labels_per_class=4, steps=1000, batch_size=32, eval_every=100, save_every=500),
     "shapes": dict(labels=50, steps=1000, eval_every=100, save_every=500),
 }
+# Fine-tuning a pretrained classifier (--pretrained): USB's recipe for its pretrained ViTs,
+# config/usb_cv/fixmatch/fixmatch_cifar100_200_0.yaml (the same in every usb_cv algorithm's
+# cifar100 config): AdamW, lr 5e-4, layer_decay 0.5, weight_decay 5e-4, batch_size 8, uratio 1,
+# ema_m 0 (the evaluated weights are the live ones), num_warmup_iter 5120 of 204800 (1/40).
+# USB lowers lr for other data (stl10: 1e-4 with layer_decay 0.65; eurosat: 5e-5, no decay).
+# The layer decay applies to timm backbones (`models.timm_net.layer_scales`).
+FINETUNE = dict(optimizer="adamw", lr=5e-4, weight_decay=5e-4, batch_size=8, unlabeled_ratio=1, ema=0.0)
+FINETUNE_LAYER_DECAY = 0.5
+FINETUNE_WARMUP = 1 / 40  # of the steps
 WHERE_NOT_WHAT = ("out", "resume", "overwrite", "code")  # never taken from a config file (code: provenance)
 
 
@@ -133,7 +142,10 @@ def resolve(given: dict, config: dict | None = None) -> dict:
     base = defaults(merged.get("data"), task)
     method = get_method(merged.get("method", base["method"]), task)
     own = method.run_defaults_for(merged)
-    cfg = {**base, **own, **merged, "task": task}
+    tune = finetune_defaults(method, merged, task)
+    cfg = {**base, **own, **{k: v for k, v in tune.items() if k not in own}, **merged, "task": task}
+    if tune and "lr_warmup" not in merged:
+        cfg["lr_warmup"] = round(cfg["steps"] * FINETUNE_WARMUP)
     names = {f.name for f in method.hyper_fields()}
     for k in set(merged) & set(method_options()) - names:
         if merged[k] is not None:
@@ -147,6 +159,26 @@ def resolve(given: dict, config: dict | None = None) -> dict:
     return cfg
 
 
+def own_optimizer(method) -> bool:
+    """Whether the method trains with its paper's own optimiser (sgan's, the generators' Adam)."""
+    from .methods.base import Method
+
+    return method.configure_optimizer is not Method.configure_optimizer
+
+
+def finetune_defaults(method, merged: dict, task: str) -> dict:
+    """USB's fine-tuning options (`FINETUNE`) for a classifier with --pretrained weights, where
+    the method takes the common optimiser; {} otherwise. They sit above the method's paper
+    defaults for the same options (a method's own unlabeled ratio stays) and below --config and
+    the command line."""
+    if task != "classify" or not merged.get("pretrained") or own_optimizer(method):
+        return {}
+    from .models.timm_net import is_timm_name
+
+    timm = bool(merged.get("model")) and is_timm_name(str(merged["model"]))
+    return {**FINETUNE, "layer_decay": FINETUNE_LAYER_DECAY if timm else 1.0}
+
+
 def check_config(cfg: dict) -> None:
     """The one check of a resolved config, whichever way its options came: first whether each
     option applies, then each against its declared constraint (run keys, TrainOptions, the
@@ -156,6 +188,16 @@ def check_config(cfg: dict) -> None:
     TASKS[cfg["task"]].check(cfg)
     for declared in (RunOptions, TrainOptions, method.Hyper):
         check_values(declared, cfg)
+    if (cfg["optimizer"] != "sgd" or cfg["layer_decay"] != 1.0) and own_optimizer(method):
+        changed = "--optimizer" if cfg["optimizer"] != "sgd" else "--layer-decay"
+        raise UserError(f"{changed}: method '{cfg['method']}' trains with its paper's own optimiser (Adam, "
+                        "`semisup methods` says which); leave it out")
+    if cfg["layer_decay"] != 1.0:
+        from .models.timm_net import is_timm_name
+
+        if cfg["task"] != "classify" or not cfg.get("model") or not is_timm_name(str(cfg["model"])):
+            raise UserError(f"--layer-decay {cfg['layer_decay']}: needs a timm classifier backbone (--model resnet18, "
+                            "vit_small_patch16_224, ...), whose blocks it scales; use 1 for this network")
     if cfg["device"] == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     method.check(cfg)

@@ -31,7 +31,14 @@ class TrainOptions(Checked):
     steps: int = option(1000, "training steps", check=COUNT)
     batch_size: int = option(64, "labeled images per step, global (split across processes)", check=COUNT)
     unlabeled_ratio: int = option(7, "unlabeled images per labeled one (mu)", check=Interval(int, 0))
+    optimizer: str = option("sgd", "sgd (with --momentum and --nesterov: FixMatch, USB's classic CV) or adamw "
+                            "(USB's fine-tuning of pretrained backbones; the default with --pretrained)",
+                            check=Choice("sgd", "adamw"))
     lr: float = option(0.03, "learning rate (the method's schedule scales it)", check=POSITIVE)
+    layer_decay: float = option(1.0, "layer-wise learning-rate decay of a timm backbone: block i of n from the top "
+                                "learns at lr x decay^i (USB, BEiT); 1: one rate", check=Interval(float, 0, 1,
+                                                                                                  closed="right"))
+    lr_warmup: int = option(0, "steps over which the learning rate rises linearly to --lr", check=Interval(int, 0))
     momentum: float = option(0.9, "SGD momentum (Adam's beta1 for the methods that train with Adam)", check=DECAY)
     nesterov: bool = option(True, "Nesterov momentum", check=BOOL)
     weight_decay: float = option(5e-4, "weight decay", check=WEIGHT)
@@ -119,8 +126,9 @@ class Trainer:
         self.local_b, self.local_bu = o.batch_size // world, self.bu // world
         self.m.to(device)
         self.m.to(memory_format=torch.channels_last)  # CPU here: WRN-28-2 201 -> 251, cnn_small 4,591 -> 5,968 img/s
-        self.opt = method.configure_optimizer(o.lr, o.momentum, o.nesterov, o.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: method.lr_factor(k, o.steps))
+        self.opt = method.configure_optimizer(o)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda k: min(1.0, (k + 1) / o.lr_warmup if o.lr_warmup else 1.0) * method.lr_factor(k, o.steps))
         self.ema = EMA(self.m.model, o.ema).to(device)
         self.phase_starts = set(self.m.phase_starts(o.steps))
         # BatchNorm running statistics warm up like the EMA: momentum max(m, 9 / (10 + n)), so a

@@ -94,15 +94,24 @@ class Method(nn.Module):
         says (--pretrain-steps below --steps); raise UserError, one line. The resolved config
         is checked option by option first."""
 
-    def configure_optimizer(self, lr: float, momentum: float, nesterov: bool, weight_decay: float):
-        """SGD with Nesterov momentum as in FixMatch and USB, no weight decay on BatchNorm and
-        biases. A method with another paper optimiser overrides this."""
-        decay, no_decay = [], []
+    def configure_optimizer(self, o):
+        """The optimiser of the run's options `o` (TrainOptions): SGD with Nesterov momentum as in
+        FixMatch and USB, or AdamW (USB's fine-tuning of pretrained backbones, beta2 0.999); no
+        weight decay on BatchNorm, LayerNorm and biases (USB's `bn_wd_skip`); with --layer-decay
+        below 1 each parameter of a timm backbone learns at its block's share of --lr
+        (`timm_net.layer_scales`, USB's `param_groups_layer_decay`). A method with another paper
+        optimiser overrides this."""
+        from ..models.timm_net import layer_scales
+
+        scales = layer_scales(self.model, o.layer_decay)
+        groups: dict[tuple[float, bool], list] = {}
         for p in self.parameters():
-            (no_decay if p.ndim <= 1 else decay).append(p)
-        return torch.optim.SGD([{"params": decay, "weight_decay": weight_decay},
-                                {"params": no_decay, "weight_decay": 0.0}],
-                               lr=lr, momentum=momentum, nesterov=nesterov)
+            groups.setdefault((scales.get(id(p), 1.0), p.ndim > 1), []).append(p)
+        params = [{"params": ps, "lr": o.lr * scale, "weight_decay": o.weight_decay if decays else 0.0}
+                  for (scale, decays), ps in groups.items()]
+        if o.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=o.lr, betas=(o.momentum, 0.999))
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
 
     def lr_factor(self, k: int, steps: int) -> float:
         """The learning rate at step k of `steps`, as a factor of --lr. FixMatch's cosine decay,

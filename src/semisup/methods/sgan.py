@@ -80,8 +80,8 @@ class SGAN(Method):
         lr * min(3 - epoch / 400, 1) over 1,200 epochs)."""
         return min(3.0 - 3.0 * k / steps, 1.0) if isinstance(self.model, ConvDiscriminator) else 1.0
 
-    def configure_optimizer(self, lr, momentum, nesterov, weight_decay):
-        return torch.optim.Adam(self.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    def configure_optimizer(self, o):
+        return torch.optim.Adam(self.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
 
     def step(self, batch: Batch):
         n, u = len(batch.y), batch.u["weak"]

@@ -62,3 +62,16 @@ def build_timm(name: str, shape: tuple[int, int, int], num_classes: int) -> Timm
         raise UserError(f"--model {name}: timm cannot build it for {w}x{h} images with {c} channels "
                         f"({first_line(e)[:160]}); pass --image-size (e.g. 32 or 224) or choose another model") from None
     return model
+
+
+def layer_scales(model: nn.Module, decay: float) -> dict[int, float]:
+    """id(parameter) -> learning-rate scale under layer-wise decay (Clark et al. 2020, ELECTRA; BEiT;
+    USB's `layer_decay`): timm's grouping of the backbone into blocks (`group_matcher`), the block
+    i from the top at decay^i, the head above them at 1. Empty for decay 1 and for networks
+    without a timm backbone (their parameters all learn at --lr)."""
+    if decay == 1.0 or not isinstance(model, TimmClassifier):
+        return {}
+    from timm.optim import param_groups_layer_decay
+
+    groups = param_groups_layer_decay(model.features[1], weight_decay=0.0, layer_decay=decay)
+    return {id(p): g["lr_scale"] for g in groups for p in g["params"]}

@@ -22,11 +22,11 @@ class GenMethod(Method):
         g = torch.Generator().manual_seed(12345)
         self.register_buffer("fixed_z", torch.randn(num_classes * self.per_class_grid, self.z_dim, generator=g))
 
-    def configure_optimizer(self, lr, momentum, nesterov, weight_decay):
+    def configure_optimizer(self, o):
         """Adam for every network, as the generative papers train: `--momentum` is beta1; beta2 is
         0.9 where beta1 is 0 (SNGAN's (0, 0.9)) and 0.999 otherwise."""
-        return torch.optim.Adam(self.parameters(), lr=lr, betas=(momentum, 0.999 if momentum > 0 else 0.9),
-                                weight_decay=weight_decay)
+        return torch.optim.Adam(self.parameters(), lr=o.lr, betas=(o.momentum, 0.999 if o.momentum > 0 else 0.9),
+                                weight_decay=o.weight_decay)
 
     schedule = "constant (DCGAN's Adam; Kingma et al. 2014)"
 
