@@ -55,18 +55,24 @@ def test_a_timm_model_trains_evaluates_and_predicts(tmp_path, one_thread):
     assert eval_run(str(out))["accuracy"] == pytest.approx(summary["metrics"]["best_test_accuracy"], abs=1e-6)
 
 
-def test_one_donor_from_a_file_a_run_folder_and_an_offline_hub_cache(tmp_path, monkeypatch):
+def test_one_donor_from_a_file_a_timm_tag_with_a_local_file_and_an_offline_hub_cache(tmp_path, monkeypatch):
     net = donor()
     cfg_mean = list(net.pretrained_cfg["mean"])
     save_file(net.state_dict(), str(tmp_path / "donor.safetensors"))
     torch.save({"state_dict": net.state_dict()}, tmp_path / "donor.pth")
-    hub_cache(tmp_path / "hub", net)
+    hub_cache(tmp_path / "hub", timm.create_model("resnet18"))  # other weights in the cache: TAG=FILE reads FILE
     offline(monkeypatch, tmp_path / "hub")
-    for spec in (tmp_path / "donor.safetensors", tmp_path / "donor.pth", "resnet18.a1_in1k"):
+    for spec in (tmp_path / "donor.safetensors", tmp_path / "donor.pth",
+                 f"resnet18.a1_in1k={tmp_path / 'donor.pth'}", f"resnet18.a1_in1k={tmp_path / 'donor.safetensors'}"):
         m = build_model("resnet18", SHAPE, 5)
         load_pretrained(m, str(spec))
         assert same_backbone(m, net), spec
         assert torch.allclose(input_norm(m).mean.flatten(), torch.tensor(cfg_mean)), spec  # the weights' statistics
+    hub_cache(tmp_path / "hub2", net)
+    offline(monkeypatch, tmp_path / "hub2")
+    m = build_model("resnet18", SHAPE, 5)
+    load_pretrained(m, "resnet18.a1_in1k")
+    assert same_backbone(m, net)
 
 
 def test_a_run_folder_brings_its_weights_and_its_input_statistics(tmp_path, one_thread):
@@ -96,6 +102,8 @@ def test_weights_that_cannot_be_had_are_one_line(tmp_path, monkeypatch, capsys):
         load_pretrained(m, "resnet18.a1_in1k")
     with pytest.raises(UserError, match="timm has no such weights"):
         load_pretrained(m, "resnet18.no_such_tag")
+    with pytest.raises(UserError, match=r"nope.pth: no such file; TAG=FILE"):
+        load_pretrained(m, f"resnet18.a1_in1k={tmp_path / 'nope.pth'}")
     torch.save(build_model("resnet18", SHAPE, 5).state_dict(), tmp_path / "wide.pt")
     with pytest.raises(UserError, match="lacks 80 of the 218 tensors of --model resnet34"):
         load_pretrained(build_model("resnet34", SHAPE, 5), str(tmp_path / "wide.pt"))
@@ -105,3 +113,31 @@ def test_weights_that_cannot_be_had_are_one_line(tmp_path, monkeypatch, capsys):
                       "semisup models")
     assert_user_error(cli(capsys, "train", "--task", "segment", "--pretrained", str(tmp_path / "wide.pt"),
                           "--steps", "2"), "--pretrained", "--init")
+
+
+def test_pretrained_weights_fine_tune_with_usb_defaults_and_each_one_can_be_changed(tmp_path):
+    from semisup.api import prepare, resolve
+    from semisup.engine.trainer import TrainOptions, Trainer
+    from semisup.tasks import get_task
+
+    save_file(donor().state_dict(), str(tmp_path / "donor.safetensors"))
+    cfg = resolve({"model": "resnet18", "pretrained": str(tmp_path / "donor.safetensors"), "steps": 400})
+    assert (cfg["optimizer"], cfg["lr"], cfg["layer_decay"], cfg["batch_size"], cfg["unlabeled_ratio"], cfg["ema"],
+            cfg["lr_warmup"]) == ("adamw", 5e-4, 0.5, 8, 1, 0.0, 10)
+    data, views, m = prepare(cfg)
+    opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
+    opt = m.configure_optimizer(opts)
+    t = Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task("classify"))
+    assert max(t.sched.get_last_lr()) == pytest.approx(5e-4 / 10)  # step 0 of the 10-step warm-up
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert isinstance(opt, torch.optim.AdamW)
+    assert lr[id(m.model.head.weight)] == 5e-4 and lr[id(m.model.features[1].layer4[1].conv2.weight)] == 5e-4
+    assert lr[id(m.model.features[1].conv1.weight)] == pytest.approx(5e-4 * 0.5 ** 8)  # the stem, 8 blocks down
+    assert resolve({"model": "resnet18", "pretrained": "x", "lr": 0.01, "layer_decay": 1.0, "optimizer": "sgd",
+                    "ema": 0.99, "lr_warmup": 0})["optimizer"] == "sgd"
+    assert resolve({"model": "resnet18", "pretrained": "x", "method": "mixmatch"})["unlabeled_ratio"] == 1
+    assert resolve({"model": "resnet18"})["optimizer"] == "sgd"  # random weights: the classic recipe
+    with pytest.raises(UserError, match="--layer-decay 0.5: needs a timm classifier backbone"):
+        resolve({"model": "cnn", "layer_decay": 0.5})
+    with pytest.raises(UserError, match="--optimizer: method 'sgan' trains with its paper's own optimiser"):
+        resolve({"method": "sgan", "optimizer": "adamw"})

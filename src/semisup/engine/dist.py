@@ -73,7 +73,7 @@ def barrier() -> None:
 
 def cleanup() -> None:
     if active():
-        # every process reaches the teardown together: gloo aborts a process ("terminate called
-        # without an active exception") whose peer closes the connection under it
+        # every process reaches the teardown together (the command line then leaves by os._exit:
+        # the interpreter's teardown after a gloo run aborts a process now and then, `cli.main`)
         dist.barrier()
         dist.destroy_process_group()

@@ -104,9 +104,11 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
     """`--pretrained SPEC` into a classifier's backbone (`features`; the head stays new): a weights
     file, a semisup run folder (its evaluated weights, input statistics included), or for a timm
     model a timm tag (`resnet18.a1_in1k`) or `hf-hub:ID`, fetched by timm (from its cache when
-    there is no network). A file without input statistics takes the architecture's pretrained
-    config (timm's `pretrained_cfg` mean and std), as the weights were trained with; returns
-    where the statistics came from."""
+    there is no network), or `TAG=FILE`: that tag's pretrained config (mean, std) with the
+    weights read from a local file (timm's `pretrained_cfg_overlay`), for weights downloaded
+    elsewhere. A file without input statistics takes the architecture's pretrained config
+    (timm's `pretrained_cfg` mean and std), as the weights were trained with; returns where the
+    statistics came from."""
     where = f"--pretrained {spec}"
     timm_net = getattr(model, "pretrained_cfg", None) is not None
     what = f"--model {getattr(model, 'arch', type(model).__name__)}"
@@ -124,18 +126,25 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
     if not timm_net:
         raise UserError(f"{where}: no such file or folder; a timm tag or hf-hub: id needs a timm --model "
                         "(e.g. --model resnet18), and the project's own networks take a file or a run folder")
+    tag, _, file = spec.partition("=")
+    overlay = {}
+    if file:
+        if not Path(file).is_file():
+            raise UserError(f"{where}: {file}: no such file; TAG=FILE reads the weights of the timm tag from a "
+                            "local file")
+        overlay = {"pretrained_cfg_overlay": {"file": str(Path(file).resolve())}}
     import timm
 
     c = model.features[0].mean.shape[1]
     try:
-        net = timm.create_model(spec, pretrained=True, num_classes=0, in_chans=c)
+        net = timm.create_model(tag, pretrained=True, num_classes=0, in_chans=c, **overlay)
     except (RuntimeError, OSError) as e:  # OSError: no network and no cached file
         if "Unknown model" in str(e) or "Invalid pretrained tag" in str(e):
             raise UserError(f"{where}: timm has no such weights ({first_line(e)[:120]}); `semisup models` lists "
                             "the architectures, timm.list_pretrained() the tags") from None
         raise UserError(f"{where}: cannot fetch the weights ({first_line(e)[:120]}); download them where there "
                         "is a network (timm.create_model(NAME, pretrained=True) fills the Hugging Face cache, or "
-                        "save the state dict to a file) and pass the file or that cache (HF_HOME)") from None
+                        "save the state dict to a file) and pass the file, TAG=FILE or that cache (HF_HOME)") from None
     load_weights(model.features, net.state_dict(), where, what, inner="1.")
     cfg = net.pretrained_cfg
     set_input_norm(model, _per_channel(cfg["mean"], model), _per_channel(cfg["std"], model))
