@@ -112,7 +112,8 @@ def test_weights_that_cannot_be_had_are_one_line(tmp_path, monkeypatch, capsys):
     assert_user_error(cli(capsys, "train", "--model", "no_such_net", "--steps", "2"), "--model no_such_net",
                       "semisup models")
     assert_user_error(cli(capsys, "train", "--task", "segment", "--pretrained", str(tmp_path / "wide.pt"),
-                          "--steps", "2"), "--pretrained", "--init")
+                          "--steps", "2", "--out", str(tmp_path / "seg")), "--pretrained", "match the encoder of --model unet")
+    assert not (tmp_path / "seg").exists()
 
 
 def test_pretrained_weights_fine_tune_with_usb_defaults_and_each_one_can_be_changed(tmp_path):

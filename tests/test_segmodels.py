@@ -159,3 +159,54 @@ def test_load_encoder_errors_name_the_file(tmp_path):
         with pytest.raises(UserError, match=f"--init {tmp_path / f}: {msg}") as e:
             load_encoder(m, tmp_path / f)
         assert "\n" not in str(e.value)
+
+
+TIMM_SEG = ["unet:resnet18", "deeplabv3plus:resnet18", "unet:efficientnet_b0"]
+
+
+@pytest.mark.parametrize("name", TIMM_SEG)
+def test_a_timm_encoder_under_either_decoder_keeps_the_segnet_split(name):
+    pytest.importorskip("timm")
+    m = build(name)
+    m.eval()
+    x = torch.randn(2, 3, 45, 61)
+    with torch.no_grad():
+        feats = m.encode(x)
+        assert m(x).shape == (2, 5, 45, 61)
+        assert m.decode(feats).shape[:2] == (2, m.decoder_channels)
+        assert torch.allclose(m.logits(feats, x.shape[-2:]), m(x), atol=1e-5)
+    if name.startswith("deeplabv3plus"):
+        assert [f.shape[1] for f in feats] == [64, 512] and feats[-1].shape[-1] == 4  # layer4 at stride 16
+
+
+def test_timm_segmentation_names_that_cannot_be_built_are_one_line():
+    pytest.importorskip("timm")
+    for name, words in [("fpn:resnet18", "the decoder is one of unet, deeplabv3plus"),
+                        ("unet:no_such_net", "is not a timm architecture"),
+                        ("unet:vit_tiny_patch16_224", "cannot build it for 64x64 images"),
+                        ("resnet18", "put it under a decoder: --model unet:resnet18 or deeplabv3plus:resnet18")]:
+        with pytest.raises(UserError, match=words):
+            build(name)
+
+
+def test_a_timm_encoder_trains_with_unimatch_and_cps_and_loads_another_runs_encoder(tmp_path, one_thread):
+    """A segmentation run on unet:resnet18; its encoder (weights and input statistics) into a
+    deeplabv3plus:resnet18 run by --pretrained RUN, for UniMatch and CPS."""
+    pytest.importorskip("timm")
+    from semisup.api import train
+    from semisup.infer import load_run
+    from semisup.models.norm import input_norm
+
+    common = {"task": "segment", "steps": 3, "batch_size": 2, "eval_every": 3, "image_size": 32, "quiet": True}
+    s, donor = train({**common, "model": "unet:resnet18", "method": "supervised"}, out=str(tmp_path / "donor"))
+    assert 0 <= s["metrics"]["test_miou"] <= 1
+    d, _, _ = load_run(donor)
+    for method in ("unimatch", "cps"):
+        s, out = train({**common, "model": "deeplabv3plus:resnet18", "method": method, "pretrained": str(donor),
+                        "steps": 2, "eval_every": 2, "lr": 1e-9}, out=str(tmp_path / method))
+        m, meta, _ = load_run(out)
+        assert meta["model"] == "deeplabv3plus:resnet18"
+        a, b = d.encoder.state_dict(), m.encoder.state_dict()
+        assert torch.allclose(input_norm(m).mean, input_norm(d).mean)
+        conv = "net.conv1.weight"
+        assert torch.allclose(a[conv], b[conv], atol=1e-6), method  # lr 1e-9: still the donor's encoder

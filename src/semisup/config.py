@@ -64,7 +64,8 @@ class RunOptions:
                                "architecture, e.g. resnet18 (`semisup models`; default: the "
                                "method's own if it has one, else cnn below 16 px, cnn_small below 32 px, wrn28_2 "
                                "from 32 px); segmentation: unet (width 16), unet<N> (width N), deeplabv3plus "
-                               "(ResNet-18), deeplabv3plus_r50 (default unet)")
+                               "(ResNet-18), deeplabv3plus_r50 (default unet), or unet:ENCODER / "
+                               "deeplabv3plus:ENCODER on a timm encoder (unet:resnet18, deeplabv3plus:resnet50)")
     device: str = option("auto", "auto (CUDA where there is one), cpu or cuda", check=Choice("auto", "cpu", "cuda"))
     flip: bool | None = option(None, "horizontal flips in the views (default: true for colour images)", check=BOOL)
     classes: str | None = option(None, "comma-separated class names, fixing their order (CSV, NPZ, folders)")
@@ -76,10 +77,12 @@ class RunOptions:
     init: str | None = option(None, "segmentation: a local state dict (.pt/.pth) loaded into the encoder "
                               "(torchvision ResNet names for deeplabv3plus); default: random weights",
                               check=File("give a local state dict (.pt/.pth) for the encoder"))
-    pretrained: str | None = option(None, "classification: the backbone's starting weights: a weights file "
-                                    "(.safetensors, .pth, .bin; timm, torchvision or semisup names), a semisup run "
-                                    "folder, or for a timm --model a timm tag (resnet18.a1_in1k) or hf-hub:ID; "
-                                    "the input mean and std come with them (default: random weights)")
+    pretrained: str | None = option(None, "the backbone's (segmentation: the encoder's) starting weights: a "
+                                    "weights file (.safetensors, .pth, .bin; timm, torchvision or semisup names), "
+                                    "a semisup run folder, or for a timm network a timm tag (resnet18.a1_in1k), "
+                                    "hf-hub:ID or TAG=FILE (the tag's config, a local file's weights); the input "
+                                    "mean and std come with them; classification then fine-tunes with USB's "
+                                    "defaults (AdamW, --layer-decay; default: random weights)")
     store: str = option("auto", "where the training images live: on the device (device), in a memory-mapped "
                         "uint8 file in the run folder's cache/ (memmap), or auto: on the device when they take at "
                         "most half its free memory", check=Choice("auto", "device", "memmap"))

@@ -84,15 +84,25 @@ _UNET_N = re.compile(r"unet([1-9][0-9]*)")  # unet<N>: a U-Net of width N (the p
 
 
 def build_seg_model(name: str, shape: tuple[int, int, int], num_classes: int) -> SegNet:
-    if name in SEG_MODELS:
+    """The segmentation network `name`: one of `SEG_MODELS`, unet<N>, or DECODER:ENCODER, a U-Net
+    or DeepLabV3+ decoder on a timm encoder (`timm_seg`)."""
+    if ":" in name:
+        from .timm_seg import build_timm_seg
+
+        model = build_timm_seg(*name.split(":", 1), shape, num_classes)
+    elif name in SEG_MODELS:
         _check_size(name, SEG_MODELS[name], shape, SEG_MODELS)
         model = SEG_MODELS[name].build(shape[0], num_classes)
     elif m := _UNET_N.fullmatch(name):
         _check_size(name, SEG_MODELS["unet"], shape, SEG_MODELS)
         model = UNet(shape[0], num_classes, width=int(m.group(1)))
+    elif is_timm_name(name):
+        raise UserError(f"--model {name}: a timm classifier; as a segmentation encoder put it under a decoder: "
+                        f"--model unet:{name} or deeplabv3plus:{name}")
     else:
         raise UserError(f"--model {name}: unknown segmentation model; choose one of "
-                        f"unet, unet<N> (width N, e.g. unet32), {', '.join(n for n in SEG_MODELS if n != 'unet')}")
+                        f"unet, unet<N> (width N, e.g. unet32), {', '.join(n for n in SEG_MODELS if n != 'unet')}, "
+                        "or unet:ENCODER / deeplabv3plus:ENCODER with a timm encoder (e.g. unet:resnet18)")
     model.name = name
     return model
 

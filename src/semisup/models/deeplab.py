@@ -133,13 +133,14 @@ class DeepLabV3Plus(SegNet):
     """DeepLabV3+ (Chen et al. 2018, Sec. 3.1 and Fig. 2): ResNet encoder at output stride 16,
     ASPP on layer4, upsampled x4 (to layer1's size) and concatenated with layer1's features
     projected to 48 channels, two 3x3 convs (`width` channels), the 1x1 classifier; the logits
-    are upsampled x4 to the image. `encode` gives [layer1, layer4]."""
+    are upsampled x4 to the image. `encode` gives [layer1, layer4]. Another `encoder` (a timm
+    pyramid, `timm_seg`) comes with its low- and high-level `channels`."""
 
-    def __init__(self, in_channels: int, num_classes: int, depth: int = 18, width: int = 256):
+    def __init__(self, in_channels: int, num_classes: int, depth: int = 18, width: int = 256,
+                 encoder: nn.Module | None = None, channels: tuple[int, int] | None = None):
         super().__init__()
-        block, layers = RESNETS[depth]
-        self.encoder = ResNet(block, layers, in_channels)
-        low, high = self.encoder.channels
+        self.encoder = encoder if encoder is not None else ResNet(*RESNETS[depth], in_channels)
+        low, high = channels or self.encoder.channels
         self.aspp = ASPP(high, width)
         self.reduce = _bn_relu(nn.Conv2d(low, 48, 1, bias=False))
         self.fuse = nn.Sequential(_bn_relu(nn.Conv2d(width + 48, width, 3, padding=1, bias=False)),

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError, first_line
-from .norm import InputNorm, set_input_norm
+from .norm import InputNorm, input_norm, set_input_norm
 
 PREFIXES = ("module.", "encoder.", "backbone.", "model.", "features.")
 SAVE_HINT = "save one with torch.save(model.state_dict(), path) or safetensors.torch.save_file"
@@ -89,13 +89,14 @@ def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], where: str
     return len(found), bool(norm & set(found))
 
 
-def _run_weights(folder: Path, where: str) -> dict[str, torch.Tensor]:
+def _run_weights(folder: Path, where: str, keep: str = "") -> dict[str, torch.Tensor]:
+    """The evaluated weights of a semisup run folder, less the head (or only those under `keep`)."""
     from ..engine.runfolder import load_checkpoint
 
     for name in ("best.pt", "last.pt"):
         if (folder / "checkpoints" / name).is_file():
             return {k: v for k, v in load_checkpoint(folder / "checkpoints" / name)["model"].items()
-                    if not k.startswith("head.")}
+                    if not k.startswith("head.") and k.startswith(keep)}
     raise UserError(f"{where}: a folder without checkpoints/best.pt or last.pt; give a semisup run folder, "
                     "a weights file, or a timm tag such as resnet50.a1_in1k")
 
@@ -120,24 +121,33 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
             return "the weights"
         if timm_net:
             cfg = model.pretrained_cfg
-            set_input_norm(model, _per_channel(cfg["mean"], model), _per_channel(cfg["std"], model))
+            set_input_norm(model, *(_channels(cfg[k], input_norm(model).mean.shape[1]) for k in ("mean", "std")))
             return "the architecture's pretrained config"
         return "the training images"
     if not timm_net:
         raise UserError(f"{where}: no such file or folder; a timm tag or hf-hub: id needs a timm --model "
                         "(e.g. --model resnet18), and the project's own networks take a file or a run folder")
+    net = _timm_fetch(spec, model.features[0].mean.shape[1], where)
+    load_weights(model.features, net.state_dict(), where, what, inner="1.")
+    cfg = net.pretrained_cfg
+    set_input_norm(model, *(_channels(cfg[k], input_norm(model).mean.shape[1]) for k in ("mean", "std")))
+    model.pretrained_cfg = dict(cfg)
+    return "the weights' pretrained config"
+
+
+def _timm_fetch(spec: str, channels: int, where: str, **kw) -> nn.Module:
+    """timm's network with the weights `spec` names (a tag, hf-hub:ID, or TAG=FILE: the tag's
+    config with the weights of a local file), classifier removed; the failures are one line."""
+    import timm
+
     tag, _, file = spec.partition("=")
-    overlay = {}
     if file:
         if not Path(file).is_file():
             raise UserError(f"{where}: {file}: no such file; TAG=FILE reads the weights of the timm tag from a "
                             "local file")
-        overlay = {"pretrained_cfg_overlay": {"file": str(Path(file).resolve())}}
-    import timm
-
-    c = model.features[0].mean.shape[1]
+        kw["pretrained_cfg_overlay"] = {"file": str(Path(file).resolve())}
     try:
-        net = timm.create_model(tag, pretrained=True, num_classes=0, in_chans=c, **overlay)
+        return timm.create_model(tag, pretrained=True, in_chans=channels, **(kw or {"num_classes": 0}))
     except (RuntimeError, OSError) as e:  # OSError: no network and no cached file
         if "Unknown model" in str(e) or "Invalid pretrained tag" in str(e):
             raise UserError(f"{where}: timm has no such weights ({first_line(e)[:120]}); `semisup models` lists "
@@ -145,15 +155,46 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
         raise UserError(f"{where}: cannot fetch the weights ({first_line(e)[:120]}); download them where there "
                         "is a network (timm.create_model(NAME, pretrained=True) fills the Hugging Face cache, or "
                         "save the state dict to a file) and pass the file, TAG=FILE or that cache (HF_HOME)") from None
-    load_weights(model.features, net.state_dict(), where, what, inner="1.")
-    cfg = net.pretrained_cfg
-    set_input_norm(model, _per_channel(cfg["mean"], model), _per_channel(cfg["std"], model))
-    model.pretrained_cfg = dict(cfg)
+
+
+def load_seg_pretrained(model: nn.Module, spec: str) -> str:
+    """Segmentation's `--pretrained SPEC` into `model.encoder`: a weights file (as --init), a
+    semisup segmentation run folder (its encoder, input statistics included), or for a timm
+    encoder (`--model unet:resnet50`) a timm tag, hf-hub:ID or TAG=FILE, built by timm as the
+    same `features_only` pyramid. Returns where the input statistics came from."""
+    where = f"--pretrained {spec}"
+    enc = model.encoder
+    what = f"the encoder of --model {getattr(model, 'name', type(model).__name__)}"
+    timm_enc = getattr(enc, "pretrained_cfg", None) is not None
+    p = Path(spec)
+    if p.is_dir() or p.is_file():
+        tensors = _run_weights(p, where, keep="encoder.") if p.is_dir() else read_state_dict(p, where)
+        _, stats = load_weights(enc, tensors, where, what, inner="net." if timm_enc else "")
+        model.encoder_source = str(p)
+        if stats or not timm_enc:
+            return "the weights" if stats else "the training images"
+        cfg = enc.pretrained_cfg
+    elif not timm_enc:
+        raise UserError(f"{where}: no such file or folder; a timm tag or hf-hub: id needs a timm encoder "
+                        "(--model unet:resnet18), and the project's own networks take a file or a run folder")
+    else:
+        c = enc.input.mean.shape[1]
+        stride = {"output_stride": 16} if _dilated(enc) else {}
+        net = _timm_fetch(spec, c, where, features_only=True, **stride)
+        load_weights(enc.net, net.state_dict(), where, what)
+        model.encoder_source = spec
+        cfg = net.pretrained_cfg
+    set_input_norm(enc, *(_channels(cfg[k], enc.input.mean.shape[1]) for k in ("mean", "std")))
     return "the weights' pretrained config"
 
 
-def _per_channel(values, model) -> list[float]:
-    """A config's RGB statistics for the network's C channels (their mean for C != 3)."""
-    c = model.features[0].mean.shape[1]
+def _dilated(enc) -> bool:
+    """Whether the timm pyramid was built at output stride 16 (its last two stages equally deep)."""
+    r = enc.reductions
+    return len(r) > 1 and r[-1] == r[-2]
+
+
+def _channels(values, c: int) -> list[float]:
+    """A config's RGB statistics for C channels (their mean for C != 3)."""
     v = [float(x) for x in values]
     return v if len(v) == c else [sum(v) / len(v)] * c

@@ -40,15 +40,21 @@ class Segment(Task):
         return build_seg_model(name, shape, num_classes)
 
     def check(self, cfg: dict) -> None:
-        """--init is an encoder's weights: checked as a file with the other options."""
-        if cfg.get("pretrained") is not None:
-            raise UserError("--pretrained: for classification backbones; segmentation loads an encoder with --init")
+        """--init and --pretrained both fill the encoder: one of them."""
+        if cfg.get("pretrained") is not None and cfg.get("init") is not None:
+            raise UserError("--init and --pretrained: both load the encoder; give one (--pretrained also takes a run "
+                            "folder and, for --model unet:ENCODER, a timm tag)")
 
     def setup_model(self, model, cfg: dict) -> None:
+        """--init FILE or --pretrained SPEC into the encoder (`models.weights`)."""
         if cfg.get("init"):
             from ..models import load_encoder
 
             load_encoder(model, cfg["init"])
+        elif cfg.get("pretrained"):
+            from ..models.weights import load_seg_pretrained
+
+            load_seg_pretrained(model, str(cfg["pretrained"]))
 
     @torch.no_grad()
     def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
