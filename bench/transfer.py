@@ -21,7 +21,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from runs import ROOT, bench_args, print_machine, run_once, saved
+from runs import bench_args, print_machine, run_once, saved
 
 DONOR = ["airplane", "automobile", "bird", "cat", "deer"]
 TARGET = ["dog", "frog", "horse", "ship", "truck"]
