@@ -142,3 +142,31 @@ def test_pretrained_weights_fine_tune_with_usb_defaults_and_each_one_can_be_chan
         resolve({"model": "cnn", "layer_decay": 0.5})
     with pytest.raises(UserError, match="--optimizer: method 'sgan' trains with its paper's own optimiser"):
         resolve({"method": "sgan", "optimizer": "adamw"})
+
+
+def test_photos_are_read_at_the_size_the_pretrained_weights_were_trained_at(tmp_path, one_thread):
+    """Photos (a side above 256 px) are resized by default to 224; with --pretrained weights of a
+    timm architecture whose config says 160 px, to 160, and eval reads new photos the same way."""
+    import numpy as np
+    from PIL import Image
+
+    from semisup.infer import load_run
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in ("a", "b"):
+            (tmp_path / "photos" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(
+                    tmp_path / "photos" / split / c / f"{i}.jpg")
+    torch.manual_seed(0)
+    save_file(timm.create_model("test_convnext", num_classes=0).state_dict(), str(tmp_path / "w.safetensors"))
+    common = {"data": str(tmp_path / "photos"), "model": "test_convnext", "method": "supervised", "steps": 2,
+              "batch_size": 4, "eval_every": 2, "quiet": True}
+    sizes = {}
+    for name, extra in (("plain", {}), ("pretrained", {"pretrained": str(tmp_path / "w.safetensors")})):
+        _, out = train({**common, **extra}, out=str(tmp_path / name))
+        _, meta, _ = load_run(out)
+        sizes[name] = meta["config"]["image_size"]
+    assert sizes == {"plain": 224, "pretrained": 160}
+    assert eval_run(str(tmp_path / "pretrained"), str(tmp_path / "photos"))["accuracy"] >= 0  # read at 160

@@ -20,6 +20,7 @@ from .errors import Stopped, UserError, disk_error, first_line, out_of_memory
 from .infer import split_identity
 from .methods import get_method
 from .models.norm import set_input_norm
+from .models.timm_net import pretrained_input_size
 from .options import check_values
 from .tasks import get_task
 
@@ -31,7 +32,10 @@ def prepare(cfg: dict, source=None):
     classes = cfg["classes"].split(",") if isinstance(cfg["classes"], str) else cfg["classes"]
     src = source if source is not None else task.read(str(cfg["data"]), True, classes, cfg["image_size"])
     if task.resizes_images and cfg["image_size"] is None and src.size_on_disk:  # photos resized by default
-        cfg["image_size"] = src.shape[1]  # recorded, so eval and a rerun read the data at this size
+        side = pretrained_input_size(cfg["model"], cfg["pretrained"])
+        if source is None and side and side != src.shape[-1]:  # to the size the weights were trained at
+            src = task.read(str(cfg["data"]), True, classes, side)
+        cfg["image_size"] = src.shape[-1]  # recorded, so eval and a rerun read the data at this size
     data = task.draw(src, cfg)
     method_cls = get_method(cfg["method"], cfg["task"])
     if method_cls.unlabeled_views and len(data.unlabeled) == (len(data.labeled) if cfg["include_labeled"] else 0):

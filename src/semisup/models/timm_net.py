@@ -75,3 +75,21 @@ def layer_scales(model: nn.Module, decay: float) -> dict[int, float]:
 
     groups = param_groups_layer_decay(model.features[1], weight_decay=0.0, layer_decay=decay)
     return {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+
+
+def pretrained_input_size(model: str | None, pretrained: str | None) -> int | None:
+    """The square side the pretrained weights were trained at (timm's `pretrained_cfg`
+    input_size): the tag's for a timm tag or TAG=FILE, the architecture's default tag's for a
+    file or run folder under a timm --model; None where there is no such config."""
+    from pathlib import Path
+
+    if not pretrained or not model or not is_timm_name(model.split(":")[-1]):
+        return None
+    from timm.models import get_pretrained_cfg
+
+    tag = model.split(":")[-1] if Path(pretrained).exists() else pretrained.partition("=")[0]
+    try:
+        cfg = get_pretrained_cfg(tag)
+    except RuntimeError:  # an unknown tag: the loader says so
+        return None
+    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else None
