@@ -95,8 +95,12 @@ def _run_weights(folder: Path, where: str, keep: str = "") -> dict[str, torch.Te
 
     for name in ("best.pt", "last.pt"):
         if (folder / "checkpoints" / name).is_file():
-            return {k: v for k, v in load_checkpoint(folder / "checkpoints" / name)["model"].items()
-                    if not k.startswith("head.") and k.startswith(keep)}
+            tensors = {k: v for k, v in load_checkpoint(folder / "checkpoints" / name)["model"].items()
+                       if not k.startswith("head.") and k.startswith(keep)}
+            if not tensors:
+                raise UserError(f"{where}: the run's network has no {keep.rstrip('.')}; give a segmentation run "
+                                "(or, for a classifier's backbone, its weights file)")
+            return tensors
     raise UserError(f"{where}: a folder without checkpoints/best.pt or last.pt; give a semisup run folder, "
                     "a weights file, or a timm tag such as resnet50.a1_in1k")
 
