@@ -39,7 +39,7 @@ class TrainOptions(Checked):
                                 "learns at lr x decay^i (USB, BEiT); 1: one rate", check=Interval(float, 0, 1,
                                                                                                   closed="right"))
     lr_warmup: int = option(0, "steps over which the learning rate rises linearly to --lr", check=Interval(int, 0))
-    momentum: float = option(0.9, "SGD momentum (Adam's beta1 for the methods that train with Adam)", check=DECAY)
+    momentum: float = option(0.9, "SGD momentum; beta1 of AdamW and of the methods that train with Adam", check=DECAY)
     nesterov: bool = option(True, "Nesterov momentum", check=BOOL)
     weight_decay: float = option(5e-4, "weight decay", check=WEIGHT)
     ema: float = option(0.999, "EMA decay of the evaluated weights", check=DECAY)
