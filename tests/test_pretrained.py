@@ -124,7 +124,9 @@ def test_pretrained_weights_fine_tune_with_usb_defaults_and_each_one_can_be_chan
     save_file(donor().state_dict(), str(tmp_path / "donor.safetensors"))
     cfg = resolve({"model": "resnet18", "pretrained": str(tmp_path / "donor.safetensors"), "steps": 400})
     assert (cfg["optimizer"], cfg["lr"], cfg["layer_decay"], cfg["batch_size"], cfg["unlabeled_ratio"], cfg["ema"],
-            cfg["lr_warmup"]) == ("adamw", 5e-4, 0.5, 8, 1, 0.0, 10)
+            cfg["lr_warmup"]) == ("adamw", 5e-4, 1.0, 8, 1, 0.0, 10)  # layer decay: USB's for ViTs only
+    assert resolve({"model": "vit_tiny_patch16_224", "pretrained": "x"})["layer_decay"] == 0.5
+    cfg["layer_decay"] = 0.5
     data, views, m = prepare(cfg)
     opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
     opt = m.configure_optimizer(opts)

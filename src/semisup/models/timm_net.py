@@ -28,6 +28,17 @@ def is_timm_name(name: str) -> bool:
     return timm.is_model(name)
 
 
+def is_transformer(name: str) -> bool:
+    """Whether `name` is one of timm's vision transformers (ViT, DeiT, BEiT, EVA, Swin), the
+    backbones USB's fine-tuning recipe, layer decay included, was made for."""
+    if not is_timm_name(name):
+        return False
+    from timm.models import is_model_in_modules
+
+    return is_model_in_modules(name, ["vision_transformer", "vision_transformer_hybrid", "deit", "beit", "eva",
+                                      "swin_transformer"])
+
+
 class TimmClassifier(nn.Module):
     def __init__(self, name: str, in_channels: int, num_classes: int, image_size: tuple[int, int]):
         super().__init__()
