@@ -30,7 +30,7 @@ DATA_DEFAULTS = {
 # ema_m 0 (the evaluated weights are the live ones), num_warmup_iter 5120 of 204800 (1/40).
 # USB lowers lr for other data (stl10: 1e-4 with layer_decay 0.65; eurosat: 5e-5, no decay).
 # Every usb_cv config is a ViT, and the layer decay is a ViT recipe: on a timm ResNet-18 (its
-# stem 8 groups below the top, at 0.5^8 of the rate) it cost FixMatch 0.6-3.6 points against no
+# stem 8 groups below the top, at 0.5^8 of the rate) it cost FixMatch 0.4-3.6 points against no
 # decay (docs/benchmarks.md, "Transfer"), so it is the default for transformers only
 # (`models.timm_net.is_transformer`).
 FINETUNE = dict(optimizer="adamw", lr=5e-4, weight_decay=5e-4, batch_size=8, unlabeled_ratio=1, ema=0.0)
