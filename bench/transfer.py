@@ -9,8 +9,8 @@ unlabeled images help on top of it?
 2. On the other five classes (dog..truck), 25 labels per class, the rest of their training
    images unlabeled, four runs of the same steps and batches (--batch-size 16 --unlabeled-ratio
    2): FixMatch and supervised, each from the donor (`--pretrained donor.safetensors`, so
-   semisup's fine-tuning defaults: AdamW, layer decay, EMA 0) and from random weights (the
-   classic defaults: SGD 0.03, EMA 0.999).
+   semisup's fine-tuning defaults: AdamW 5e-4, EMA 0, a warm-up; layer decay only for ViTs) and
+   from random weights (the classic defaults: SGD 0.03, EMA 0.999).
 Prints the table for docs/benchmarks.md: final and best test accuracy on the five classes.
 """
 from __future__ import annotations
