@@ -167,8 +167,26 @@ def test_photos_are_read_at_the_size_the_pretrained_weights_were_trained_at(tmp_
               "batch_size": 4, "eval_every": 2, "quiet": True}
     sizes = {}
     for name, extra in (("plain", {}), ("pretrained", {"pretrained": str(tmp_path / "w.safetensors")})):
-        _, out = train({**common, **extra}, out=str(tmp_path / name))
+        summary, out = train({**common, **extra}, out=str(tmp_path / name))
         _, meta, _ = load_run(out)
         sizes[name] = meta["config"]["image_size"]
     assert sizes == {"plain": 224, "pretrained": 160}
-    assert eval_run(str(tmp_path / "pretrained"), str(tmp_path / "photos"))["accuracy"] >= 0  # read at 160
+    scored = eval_run(str(out))  # the test photos read again, at the run's 160 px
+    assert scored["accuracy"] == pytest.approx(summary["metrics"]["best_test_accuracy"], abs=1e-6)
+
+
+def test_a_segmentation_encoder_from_a_timm_tag_in_an_offline_cache(tmp_path, monkeypatch):
+    """--pretrained TAG for deeplabv3plus:resnet18: timm builds the same dilated pyramid with the
+    cached weights, and the encoder holds them with the tag's input statistics."""
+    from semisup.models import build_seg_model
+    from semisup.models.weights import load_seg_pretrained
+
+    net = donor()
+    hub_cache(tmp_path / "hub", net)
+    offline(monkeypatch, tmp_path / "hub")
+    m = build_seg_model("deeplabv3plus:resnet18", SHAPE, 4)
+    assert load_seg_pretrained(m, "resnet18.a1_in1k") == "the weights' pretrained config"
+    mine = m.encoder.net.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in net.state_dict().items() if not k.startswith("fc."))
+    assert torch.allclose(input_norm(m).mean.flatten(), torch.tensor(list(net.pretrained_cfg["mean"])))
+    assert m.encode(torch.zeros(1, *SHAPE))[-1].shape[-1] == 2  # still output stride 16 on 32 px

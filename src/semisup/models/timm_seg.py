@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..errors import UserError, first_line
 from .deeplab import DeepLabV3Plus
 from .norm import InputNorm
-from .unet import SegNet, double_conv
+from .unet import SegNet, SkipDecoding, double_conv
 
 
 class TimmEncoder(nn.Module):
@@ -28,7 +28,8 @@ class TimmEncoder(nn.Module):
         try:
             net = timm.create_model(name, **kw, **({"output_stride": output_stride} if output_stride else {}))
         except (TypeError, AssertionError, ValueError):  # no dilation in this architecture: stride 32
-            net = timm.create_model(name, **kw)
+            net, output_stride = timm.create_model(name, **kw), None
+        self.output_stride = output_stride  # what timm built it with (None: the architecture's own)
         self.arch = name
         self.input = InputNorm(in_channels)
         self.net = net
@@ -52,7 +53,7 @@ class Up(nn.Module):
         return self.conv(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], 1))
 
 
-class TimmUNet(SegNet):
+class TimmUNet(SkipDecoding):
     """U-Net decoder on a timm pyramid: from the deepest stage up, each skip joined in turn, the
     decoder's channels those of the skip (at least 16); the head's map (at the shallowest
     stage's stride, 2 for ResNets) is resized to the image by `logits`."""
@@ -66,15 +67,6 @@ class TimmUNet(SegNet):
                                       for i in reversed(range(len(ch) - 1))])
         self.decoder_channels = widths[0]
         self.head = nn.Conv2d(widths[0], num_classes, 1)
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, feats):
-        x = feats[-1]
-        for up, skip in zip(self.decoder, reversed(feats[:-1])):
-            x = up(x, skip)
-        return x
 
 
 class TimmDeepLab(DeepLabV3Plus):

@@ -94,7 +94,21 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, self.up(x)[..., :h, :w]], 1))
 
 
-class UNet(SegNet):
+class SkipDecoding(SegNet):
+    """The U-Net's decoding: `encoder` gives the stages' maps shallow to deep, and `decoder`
+    (one step per skip, deepest first) joins each skip in turn to the map from below."""
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, feats):
+        x = feats[-1]
+        for up, skip in zip(self.decoder, reversed(feats[:-1])):
+            x = up(x, skip)
+        return x
+
+
+class UNet(SkipDecoding):
     """U-Net with widths w, 2w, 4w, 8w, 16w (the paper's w is 64; `unet` is w = 16, 16x
     less compute, for CPUs). `encode` gives the five stages' maps (full resolution to 1/16);
     the decoder ends at full resolution with w channels."""
@@ -106,12 +120,3 @@ class UNet(SegNet):
         self.decoder = nn.ModuleList([Up(ch[i + 1], ch[i]) for i in reversed(range(4))])
         self.decoder_channels = width
         self.head = nn.Conv2d(width, num_classes, 1)
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, feats):
-        x = feats[-1]
-        for up, skip in zip(self.decoder, reversed(feats[:-1])):
-            x = up(x, skip)
-        return x

@@ -182,20 +182,13 @@ def load_seg_pretrained(model: nn.Module, spec: str) -> str:
         raise UserError(f"{where}: no such file or folder; a timm tag or hf-hub: id needs a timm encoder "
                         "(--model unet:resnet18), and the project's own networks take a file or a run folder")
     else:
-        c = enc.input.mean.shape[1]
-        stride = {"output_stride": 16} if _dilated(enc) else {}
-        net = _timm_fetch(spec, c, where, features_only=True, **stride)
+        stride = {"output_stride": enc.output_stride} if enc.output_stride else {}
+        net = _timm_fetch(spec, enc.input.mean.shape[1], where, features_only=True, **stride)
         load_weights(enc.net, net.state_dict(), where, what)
         model.encoder_source = spec
         cfg = net.pretrained_cfg
     set_input_norm(enc, *(_channels(cfg[k], enc.input.mean.shape[1]) for k in ("mean", "std")))
     return "the weights' pretrained config"
-
-
-def _dilated(enc) -> bool:
-    """Whether the timm pyramid was built at output stride 16 (its last two stages equally deep)."""
-    r = enc.reductions
-    return len(r) > 1 and r[-1] == r[-2]
 
 
 def _channels(values, c: int) -> list[float]:
