@@ -17,6 +17,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .data.decode import channels_first
 from .errors import UserError
 
 DATA_NAME = "fit(X, y)"  # the data's name in the config and summary: arrays have no path
@@ -37,9 +38,8 @@ LAYOUTS = "(N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3"
 def as_images(X, what: str = "X") -> torch.Tensor:
     """Images as the (N, C, H, W) uint8 tensor semisup trains on. uint8 is taken as it is; floats
     must lie in [0, 1] and are scaled to 0..255 and rounded. Layout: 3-D is (N, H, W), gray; 4-D
-    is channels first where axis 1 is 1 or 3, else channels last where the last axis is 1 or 3.
-    A shape that fits both, e.g. (N, 3, 8, 3), is read channels first (as torch and
-    `data.formats.npz` read it)."""
+    is channels first where axis 1 is 1 or 3, else channels last where the last axis is 1 or 3
+    (`data.decode.channels_first`, the rule NPZ files are read by)."""
     a = np.asarray(X)
     if a.dtype.kind == "f":
         if a.size and not np.isfinite(a).all():
@@ -51,15 +51,10 @@ def as_images(X, what: str = "X") -> torch.Tensor:
         a = np.rint(a * 255).astype(np.uint8)
     elif a.dtype != np.uint8:
         raise UserError(f"{what}: dtype {a.dtype}; give uint8 images (0-255) or floats in [0, 1]")
-    if a.ndim == 3:
-        a = a[:, None]
-    elif a.ndim == 4 and a.shape[1] in (1, 3):
-        pass
-    elif a.ndim == 4 and a.shape[-1] in (1, 3):
-        a = a.transpose(0, 3, 1, 2)
-    else:
+    nchw = channels_first(a)
+    if nchw is None:
         raise UserError(f"{what}: shape {a.shape}; give images {LAYOUTS}")
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.ascontiguousarray(nchw))
 
 
 def _unlabeled(y: np.ndarray) -> np.ndarray:

@@ -121,6 +121,20 @@ def _decode(name: str, data: bytes, problems: Problems, mask: bool = False, done
         return None
 
 
+def channels_first(a: np.ndarray, channels: tuple[int, ...] = (1, 3)) -> np.ndarray | None:
+    """An image array as (N, C, H, W), or None when its shape is not one of the layouts: 3-D is
+    (N, H, W), gray; 4-D is channels first where axis 1 is 1 or 3, else channels last where the
+    last axis is in `channels` (a 4th, alpha, channel is dropped). A shape that fits both, e.g.
+    (N, 3, 8, 3), is read channels first, as torch lays images out."""
+    if a.ndim == 3:
+        return a[:, None]
+    if a.ndim == 4 and a.shape[1] in (1, 3):
+        return a
+    if a.ndim == 4 and a.shape[-1] in channels:
+        return a.transpose(0, 3, 1, 2)[:, :3]
+    return None
+
+
 def fit_image(im, size: tuple[int, int], fit: str = "crop"):
     """`im` at `size` (width, height). "crop" keeps the aspect: the centred region of the target's
     aspect is scaled to `size` (the shorter side scaled to the size, the longer one centre-cropped:

@@ -7,19 +7,17 @@ import numpy as np
 import torch
 
 from ...errors import Problems, UserError
+from ..decode import channels_first
 from ..types import Format, Source, Split
 
 
 def _npz_images(path: Path, key: str, a: np.ndarray) -> torch.Tensor:
     if a.dtype != np.uint8:
         raise UserError(f"{path}: '{key}' has dtype {a.dtype}; save images as uint8 (0..255)")
-    if a.ndim == 3:
-        a = a[:, None]
-    elif a.ndim == 4 and a.shape[-1] in (1, 3, 4) and a.shape[1] not in (1, 3):
-        a = a.transpose(0, 3, 1, 2)[:, :3]
-    elif not (a.ndim == 4 and a.shape[1] in (1, 3)):
+    nchw = channels_first(a, channels=(1, 3, 4))
+    if nchw is None:
         raise UserError(f"{path}: '{key}' has shape {a.shape}; expected (N,H,W) or (N,H,W,C) uint8")
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.ascontiguousarray(nchw))
 
 
 def _npz_labels(path: Path, key: str, y: np.ndarray, classes, problems: Problems) -> np.ndarray:
