@@ -111,3 +111,40 @@ def test_sgan_on_colour_images_uses_the_conv_generator_and_the_default_backbone(
     assert summary["model"] == "cnn_small"  # the size rule's backbone as the discriminator
     grid = Image.open(out / "samples.png")
     assert grid.mode == "RGB" and grid.size == (10 * 21 + 1, 3 * 21 + 1)  # 30 samples of 20x20
+
+
+@pytest.mark.parametrize("method", ["fixmatch", "flexmatch", "freematch", "softmatch", "uda"])
+def test_separate_weak_pass(method):
+    """--weak-pass separate: the weak logits are a no-grad forward of the weak views alone (their
+    own BatchNorm batch statistics), the labeled and strong logits one forward of those two, and
+    the backward reaches the network only through the labeled and strong images."""
+    t, _ = make(method)
+    t.m.hp.weak_pass = "separate"
+    t.m.train()
+    batch, _ = t.batch()
+    model = t.m.model
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    lx, weak, strong = t.m.weak_strong_logits(batch)
+    model.load_state_dict(state)  # the BatchNorm running statistics as they were before
+    with torch.no_grad():
+        ref_weak = model(batch.u["weak"])
+        ref = model(torch.cat([batch.x["weak"], batch.u["strong"]]))
+    n = len(batch.y)
+    assert not weak.requires_grad and lx.requires_grad and strong.requires_grad
+    torch.testing.assert_close(weak, ref_weak.float())
+    torch.testing.assert_close(lx.detach(), ref[:n])
+    torch.testing.assert_close(strong.detach(), ref[n:])
+    # the joint pass (the default) differs: BatchNorm normalises the three groups together
+    t.m.hp.weak_pass = "joint"
+    model.load_state_dict(state)
+    _, weak_joint, _ = t.m.weak_strong_logits(batch)
+    assert not torch.allclose(weak_joint, weak, atol=1e-4)
+
+
+def test_weak_pass_is_an_option_of_the_weak_strong_family():
+    from semisup.errors import UserError
+    assert resolve({"method": "fixmatch", "weak_pass": "separate"})["weak_pass"] == "separate"
+    with pytest.raises(UserError, match="weak.pass"):
+        resolve({"method": "fixmatch", "weak_pass": "both"})
+    with pytest.raises(UserError, match="weak.pass"):
+        resolve({"method": "mixmatch", "weak_pass": "separate"})

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..options import Checked, option  # noqa: F401  (option: re-exported for the methods' Hyper fields)
+from ..options import Checked, Choice, option  # noqa: F401  (option: re-exported for the methods' Hyper fields)
 
 
 @dataclass
@@ -44,6 +44,15 @@ def sigmoid_rampup(progress: float, length: float) -> float:
 class Hyper(Checked):
     """A method's hyperparameters: `option(paper default, meaning, check=constraint)` fields,
     checked when the dataclass is built."""
+
+
+@dataclass
+class WeakStrongHyper(Hyper):
+    """The options every weak-to-strong method (FixMatch and its descendants) shares."""
+
+    weak_pass: str = option("joint", "joint: labeled, weak and strong images in one forward, as the papers do; "
+                            "separate: the weak view in a no-grad forward of its own (no backward for it)",
+                            check=Choice("joint", "separate"))
 
 
 class Method(nn.Module):
@@ -136,9 +145,16 @@ class Method(nn.Module):
 
     # shared by the weak-to-strong family (FixMatch and its descendants)
     def weak_strong_logits(self, batch: Batch):
-        """One forward of labeled, weak and strong images together (BatchNorm sees them as the
-        papers do); returns labeled logits, detached float weak logits, strong logits."""
+        """Labeled logits, detached float weak logits, strong logits. `weak_pass` "joint": one
+        forward of labeled, weak and strong images together (BatchNorm sees them as the papers
+        do); "separate": the weak view first in a no-grad forward of its own (BatchNorm normalises
+        it with its own batch statistics), so its activations are not kept and it has no backward."""
         n, nu = len(batch.y), len(batch.u["weak"])
+        if getattr(self.hp, "weak_pass", "joint") == "separate":
+            with torch.no_grad():
+                weak = self.model(batch.u["weak"]).float()
+            logits = self.model(torch.cat([batch.x["weak"], batch.u["strong"]]))
+            return logits[:n], weak, logits[n:]
         logits = self.model(torch.cat([batch.x["weak"], batch.u["weak"], batch.u["strong"]]))
         return logits[:n], logits[n:n + nu].detach().float(), logits[n + nu:]
 

@@ -1,11 +1,11 @@
 from dataclasses import dataclass
 
 from ..options import BOOL, POSITIVE, SHARE, WEIGHT
-from .base import Batch, Hyper, Method, option
+from .base import Batch, Method, WeakStrongHyper, option
 
 
 @dataclass
-class FixMatchHyper(Hyper):
+class FixMatchHyper(WeakStrongHyper):
     threshold: float = option(0.95, "confidence above which a weak-view prediction becomes a pseudo-label (tau)",
                               check=SHARE)
     lambda_u: float = option(1.0, "weight of the unlabeled loss (lambda_u)", check=WEIGHT)

@@ -3,11 +3,11 @@ from dataclasses import dataclass
 import torch
 
 from ..options import BOOL, SHARE, WEIGHT
-from .base import Batch, Hyper, Method, gather_batch, option
+from .base import Batch, Method, WeakStrongHyper, gather_batch, option
 
 
 @dataclass
-class FlexMatchHyper(Hyper):
+class FlexMatchHyper(WeakStrongHyper):
     threshold: float = option(0.95, "the highest threshold tau; a class's threshold rises to it as it is learned",
                               check=SHARE)
     lambda_u: float = option(1.0, "weight of the unlabeled loss", check=WEIGHT)

@@ -4,11 +4,11 @@ import torch
 import torch.nn.functional as F
 
 from ..options import DECAY, WEIGHT
-from .base import Batch, Hyper, Method, gather_batch, option
+from .base import Batch, Method, WeakStrongHyper, gather_batch, option
 
 
 @dataclass
-class FreeMatchHyper(Hyper):
+class FreeMatchHyper(WeakStrongHyper):
     lambda_u: float = option(1.0, "weight of the unlabeled loss (w_u)", check=WEIGHT)
     lambda_f: float = option(0.001, "weight of the self-adaptive fairness loss (w_f; USB's ent_loss_ratio)",
                              check=WEIGHT)

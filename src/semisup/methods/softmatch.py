@@ -3,11 +3,11 @@ from dataclasses import dataclass
 import torch
 
 from ..options import BOOL, DECAY, POSITIVE, WEIGHT
-from .base import Batch, Hyper, Method, gather_batch, option
+from .base import Batch, Method, WeakStrongHyper, gather_batch, option
 
 
 @dataclass
-class SoftMatchHyper(Hyper):
+class SoftMatchHyper(WeakStrongHyper):
     lambda_u: float = option(1.0, "weight of the unlabeled loss", check=WEIGHT)
     ema_p: float = option(0.999, "EMA momentum of the confidence mean and variance and of the class prior", check=DECAY)
     n_sigma: float = option(2.0, "width of the truncated Gaussian, in standard deviations", check=POSITIVE)

@@ -4,11 +4,11 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from ..options import POSITIVE, SHARE, WEIGHT, Choice
-from .base import Batch, Hyper, Method, option
+from .base import Batch, Method, WeakStrongHyper, option
 
 
 @dataclass
-class UDAHyper(Hyper):
+class UDAHyper(WeakStrongHyper):
     lambda_u: float = option(1.0, "weight of the consistency loss", check=WEIGHT)
     temperature: float = option(0.4, "sharpening temperature of the weak-view target", check=POSITIVE)
     threshold: float = option(0.8, "confidence a weak-view prediction needs to count (confidence masking)", check=SHARE)
