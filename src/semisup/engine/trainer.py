@@ -47,7 +47,9 @@ class TrainOptions(Checked):
     save_every: int = option(500, "steps between checkpoints", check=COUNT)
     log_every: int = option(20, "steps between log reads", check=COUNT)
     seed: int = option(0, "seed of the labeled draw, initial weights and sampling", check=Interval(int, 0))
-    amp: str = option("auto", "auto (bf16 on CUDA, float32 on CPU), bf16, off", check=Choice("auto", "bf16", "off"))
+    amp: str = option("auto", "auto (bf16 on CUDA; on a CPU with native bf16 (AVX512-BF16, AMX) bf16 for the methods "
+                      "measured to keep their accuracy with it (fixmatch, flexmatch), else float32), bf16, off",
+                      check=Choice("auto", "bf16", "off"))
     compile: bool = option(False, "torch.compile the network", check=BOOL)
     # 128 on a CPU: 1.2-2.6x faster than 1024 (cnn13, WRN-28-2, cnn_small)
     eval_batch: int = option(128, "evaluation batch size", check=COUNT)
@@ -112,6 +114,15 @@ class StopRequests:
         self.signum = self.signum or signum
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's test: AVX512-BF16 or AMX). Without it,
+    bf16 autocast on the CPU is emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class Trainer:
     def __init__(self, method, data, views, opts: TrainOptions, run: RunFolder | None,
                  device: torch.device, rank: int = 0, world: int = 1, extra_eval=None, store=None, *,
@@ -136,7 +147,8 @@ class Trainer:
         # initial statistics (sgan with WRN-28-2 on 3 CIFAR classes: test loss 8e5, chance accuracy)
         self.bns = [(b, b.momentum) for b in self.m.modules()
                     if isinstance(b, torch.nn.modules.batchnorm._BatchNorm) and b.momentum is not None]
-        use_bf16 = o.amp == "bf16" or (o.amp == "auto" and device.type == "cuda")
+        use_bf16 = o.amp == "bf16" or (o.amp == "auto" and (device.type == "cuda" or (
+            method.cpu_bf16 and device.type == "cpu" and cpu_has_bf16())))
         self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else None
         if o.compile:
             self.m.model.forward = torch.compile(self.m.model.forward)

@@ -62,6 +62,9 @@ class Method(nn.Module):
     Hyper = Hyper
     labeled_views: tuple[str, ...] = ("weak",)
     unlabeled_views: tuple[str, ...] = ()
+    # bf16 autocast under --amp auto on a CPU with native bf16: only where measured to keep the
+    # method's accuracy (docs/benchmarks.md, Speed); float32 otherwise
+    cpu_bf16 = False
     schedule = "FixMatch's cosine decay, lr cos(7 pi k / 16 K)"  # what lr_factor does, for `semisup methods`
 
     def __init__(self, model: nn.Module, num_classes: int, hp=None, num_unlabeled: int = 0,

@@ -27,6 +27,7 @@ class FixMatch(Method):
     paper = "Sohn et al. 2020, FixMatch: simplifying semi-supervised learning with consistency and confidence"
     Hyper = FixMatchHyper
     unlabeled_views = ("weak", "strong")
+    cpu_bf16 = True  # digits, seeds 0-4, and MNIST-100: accuracy held (docs/benchmarks.md, Speed)
 
     def step(self, batch: Batch):
         lx, weak, strong = self.weak_strong_logits(batch)
