@@ -176,3 +176,39 @@ def test_the_parser_still_takes_every_methods_options(capsys, tmp_path):
     """Options the help hides still parse, so that resolve's message, not argparse's, answers."""
     r = cli(capsys, "train", "--method", "fixmatch", "--mixup-alpha", "0.5", "--out", tmp_path / "r")
     assert_user_error(r, "--mixup-alpha: not an option of method 'fixmatch'", "hard_label, lambda_u")
+
+
+def test_a_data_sets_defaults_for_one_task_apply_to_that_task_alone():
+    """digits' classification defaults (flexmatch, the weak view's own pass, 600 steps) layer under
+    whatever is given, and leave the other tasks' and methods' own defaults alone."""
+    cfg = resolve({})
+    assert (cfg["method"], cfg["weak_pass"], cfg["steps"]) == ("flexmatch", "separate", 600)
+    cfg = resolve({"method": "fixmatch"})
+    assert (cfg["weak_pass"], cfg["steps"]) == ("separate", 600)
+    cfg = resolve({"method": "fixmatch", "weak_pass": "joint", "steps": 50})
+    assert (cfg["weak_pass"], cfg["steps"]) == ("joint", 50)
+    assert "weak_pass" not in resolve({"method": "mixmatch"})  # not one of its options
+    gen = resolve({"task": "generate"})
+    assert gen["method"] == TASK_DEFAULTS["generate"]["method"] and gen["steps"] != 600
+    seg = resolve({"task": "segment"})
+    assert seg["method"] == TASK_DEFAULTS["segment"]["method"] and seg["steps"] == 1000
+    assert resolve({"data": "mnist-like.npz", "method": "fixmatch"})["weak_pass"] == "joint"  # only digits
+
+
+@pytest.mark.parametrize("method, native, bf16", [("fixmatch", True, True), ("flexmatch", True, True),
+                                                  ("supervised", True, False), ("fixmatch", False, False)])
+def test_amp_auto_takes_bf16_on_a_cpu_only_where_it_was_measured(method, native, bf16, monkeypatch):
+    import torch
+
+    from semisup.engine import trainer as tr
+    from semisup.run import prepare
+    from semisup.tasks import get_task
+
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: native)
+    cfg = resolve({"method": method, "steps": 1})
+    data, views, m = prepare(cfg)
+    opts = tr.TrainOptions(**{k: cfg[k] for k in tr.TrainOptions.__dataclass_fields__})
+    t = tr.Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task("classify"))
+    assert (t.amp is not None) == bf16
+    opts.amp = "off"
+    assert tr.Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task("classify")).amp is None
