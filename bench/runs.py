@@ -1,7 +1,8 @@
 """One benchmark run, recorded once: shared by the benchmark scripts.
 
-A run whose key is already in results.json is skipped; an interrupted run folder is resumed from
-its last checkpoint; a folder another process is writing is left to it. Several queues can
+A run whose key is already in results.json is skipped; otherwise the run folder follows
+`semisup.sweep.train_point`: a finished one is kept, an interrupted one resumed from its last
+checkpoint, one another process is writing left to it. Several queues can
 therefore work through the same list side by side (one core each) and a stopped queue loses at
 most the steps since its last checkpoint.
 """
@@ -17,7 +18,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from semisup.engine.runfolder import atomic_write, run_state
+from semisup.engine.runfolder import atomic_write
+from semisup.sweep import train_point
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,15 +68,15 @@ def run_once(key: str, train_args: list[str], out: Path, res_file: Path, rerun: 
     if key in saved(res_file) and not rerun:
         print(f"{key}: saved already (pass --rerun to run it again)", flush=True)
         return saved(res_file)[key]
-    state = run_state(out)
-    if state == "running":
+
+    def launch(resume: bool) -> None:
+        cmd = [sys.executable, "-m", "semisup", "train", *train_args, "--out", str(out),
+               "--resume" if resume else "--overwrite"]
+        print(" ".join(cmd[2:]), flush=True)
+        subprocess.run(cmd, check=True)
+    if train_point(out, launch, rerun) == "running":
         print(f"{key}: another process is running it, skipped", flush=True)
         return None
-    resume = state == "interrupted" and (out / "checkpoints" / "last.pt").exists() and not rerun
-    cmd = [sys.executable, "-m", "semisup", "train", *train_args, "--out", str(out),
-           "--resume" if resume else "--overwrite"]
-    print(" ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True)
     summary = {**fields, **json.loads((out / "summary.json").read_text())}
     with _locked(res_file) as results:
         results[key] = summary

@@ -6,6 +6,7 @@ import csv
 import os
 import sys
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 from .errors import Stopped, UserError, disk_error, first_line, out_of_memory
 
@@ -154,6 +155,7 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     d.add_argument("--classes", help="comma-separated class names")
     d.add_argument("--image-size", type=int, help="classification: read the images at this square size, as "
                                                   "`semisup train --image-size` does (the report shows the memory)")
+    _sweep_parsers(sub)
     return p
 
 
@@ -253,6 +255,76 @@ def cmd_data(a) -> None:
     print(report(a.spec, a.classes.split(",") if a.classes else None, image_size=a.image_size))
 
 
+# ---------------------------------------------------------------------------- sweep and report
+SWEEP_RUN_KEYS = ("task", "model", "device", "flip", "classes", "image_size", "init", "pretrained", "store",
+                  "include_labeled")  # what to train, beside the method, data, labels and seed the sweep sets
+
+
+def _numbers(least: int):
+    """An argparse type: comma-separated whole numbers, each at least `least`."""
+    def parse(s: str) -> list[int]:
+        try:
+            values = [int(v) for v in s.split(",") if v.strip()]
+        except ValueError:
+            values = None
+        if not values or any(v < least for v in values):
+            raise argparse.ArgumentTypeError(f"expected whole numbers of at least {least} separated by commas, "
+                                             f"e.g. 10,40,100; got {s!r}")
+        return values
+    return parse
+
+
+def _sweep_parsers(sub) -> None:
+    """`semisup sweep` (how many labels: a run per method, label count and seed, then a report) and
+    `semisup report` (one run's report)."""
+    from .config import RunOptions
+    from .engine.trainer import TrainOptions
+    from .options import flag
+
+    S = argparse.SUPPRESS
+    esc = lambda s: s.replace("%", "%%")  # noqa: E731
+    p = sub.add_parser("sweep", help="how many labels: train each method at each number of labels, then a report",
+                       description="Train every (method, labels, seed) point into OUT/runs/METHOD-nLABELS-sSEED "
+                                   "(a finished run is skipped, an interrupted one resumed), then write "
+                                   "OUT/results.json and OUT/report.html. The supervised baseline (the labeled "
+                                   "images alone) is added where --methods lacks it.")
+    p.add_argument("--data", default="digits", help="the data set, as `semisup train --data` takes it (default digits)")
+    p.add_argument("--labels", required=True, type=_numbers(1), help="numbers of labeled images, e.g. 10,40,100,400")
+    p.add_argument("--methods", default="supervised,fixmatch", help="comma-separated methods (default "
+                                                                     "supervised,fixmatch)")
+    p.add_argument("--seeds", default=[0], type=_numbers(0), help="comma-separated seeds (default 0)")
+    p.add_argument("--out", required=True, help="the sweep folder (new, empty, or an earlier sweep's to continue it)")
+    t = p.add_argument_group("passed to every run (see `semisup train --help`; default: each method's own)")
+    for f in fields(RunOptions):
+        if f.name in SWEEP_RUN_KEYS:
+            t.add_argument(flag(f.name), type=_parse_type(f), default=S, help=esc(f.metadata["help"]))
+    for f in fields(TrainOptions):
+        if f.name not in ("seed", "quiet"):
+            t.add_argument(flag(f.name), type=_parse_type(f), default=S, help=esc(f.metadata["help"]))
+    r = sub.add_parser("report", help="a run's report.html: curves, confusion matrix, most confident mistakes")
+    r.add_argument("run_dir")
+    r.add_argument("--out", help="the report's folder (default RUN_DIR/report)")
+
+
+def cmd_sweep(a) -> None:
+    from .sweep import sweep
+
+    sweeping = ("command", "data", "labels", "methods", "seeds", "out")
+    options = {k: v for k, v in vars(a).items() if k not in sweeping}
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    r = sweep(a.data, a.labels, methods, a.seeds, options, a.out, log=lambda line: print(line, flush=True))
+    busy = f", {r['running']} left to another process" if r["running"] else ""
+    print(f"{len(r['rows'])} runs ({r['trained']} trained, {r['resumed']} resumed, {r['finished']} finished "
+          f"already{busy}); results: {Path(a.out) / 'results.json'}")
+    print(f"report: {r['report']}")
+
+
+def cmd_report(a) -> None:
+    from .report import run_report
+
+    print(f"report: {run_report(a.run_dir, a.out)}")
+
+
 def main(argv=None) -> None:
     """The command line. Under torchrun a process leaves by os._exit once its output is flushed: the
     files are closed and the process group destroyed by then, and the interpreter's own teardown
@@ -280,7 +352,7 @@ def _main(argv=None) -> None:
         sys.exit(0)
     try:
         {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "sample": cmd_sample, "methods": cmd_methods,
-         "models": cmd_models, "data": cmd_data}[a.command](a)
+         "models": cmd_models, "data": cmd_data, "sweep": cmd_sweep, "report": cmd_report}[a.command](a)
         sys.stdout.flush()  # here, so that a reader gone away (`| head`) is caught below
     except BrokenPipeError:  # the reader stopped reading: not an error, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush goes nowhere

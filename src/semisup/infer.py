@@ -222,12 +222,22 @@ def run_classifier(run_dir: str, data):
 
 
 def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") -> dict:
-    """Score a run on its own test split, recomputed from its training data (found where it was,
-    or relative to here or to the run folder) and checked against the split recorded at training:
-    where the data changed, the run's test files are found by name, else it is an error. With
-    `data_spec`, score that data's test split (else all its labeled images); data that is the
-    training data (the same path, or the recorded test split found in it) scores the run's own
-    test split, never the images it trained on. `notes` says what was assumed."""
+    """Score a run on its own test split (`scored_split`); `notes` says what was assumed."""
+    model, meta, ckpt_path, split, name, notes = scored_split(run_dir, data_spec, which)
+    task = task_of_run(meta)
+    r = task.evaluate(model, split, torch.device("cpu"), classes=meta["classes"])
+    return {"run": str(run_dir), "checkpoint": str(ckpt_path), "data": name, "task": task.name,
+            "images": int((split.y >= 0).sum()), "notes": notes, **r}
+
+
+def scored_split(run_dir: str, data_spec: str | None = None, which: str = "best"):
+    """The split a run is scored on, with the run loaded: (model, meta, checkpoint path, split, its
+    name, notes). By default the run's own test split, recomputed from its training data (found
+    where it was, or relative to here or to the run folder) and checked against the split recorded
+    at training: where the data changed, the run's test files are found by name, else it is an
+    error. With `data_spec`, that data's test split (else all its labeled images); data that is
+    the training data (the same path, or the recorded test split found in it) gives the run's own
+    test split, never the images it trained on."""
     model, meta, ckpt_path = load_run(run_dir, which)
     task = task_of_run(meta)
     notes = [n for n in [checkpoint_note(ckpt_path, which)] if n]
@@ -273,9 +283,7 @@ def eval_run(run_dir: str, data_spec: str | None = None, which: str = "best") ->
             data = make_semidata(src, seed=meta["config"]["seed"])
             split, test_name = data.test, data.test_name
         name = f"{spec} ({test_name})"
-    r = task.evaluate(model, split, torch.device("cpu"), classes=meta["classes"])
-    return {"run": str(run_dir), "checkpoint": str(ckpt_path), "data": name, "task": task.name,
-            "images": int((split.y >= 0).sum()), "notes": notes, **r}
+    return model, meta, ckpt_path, split, name, notes
 
 
 PREDICT_HEADER = ("path", "class", "confidence", "error")
