@@ -19,9 +19,10 @@ class FixMatch(Method):
     the weak view's confident prediction supervises the strong view.
     Paper defaults: tau 0.95, lambda_u 1, mu 7, B 64, SGD-nesterov lr 0.03, cosine decay, EMA 0.999.
     As in the paper, labeled, weak and strong images go through the network as one batch, so
-    BatchNorm sees them together; the weak logits are detached. (A separate no-grad pass for
-    the weak view is 15% faster on CPU; on digits it scored 96.9% against 97.1%, seeds 0-2, and
-    together with full-size Cutout on 8x8 images 93.2%: docs/benchmarks.md.)"""
+    BatchNorm sees them together; the weak logits are detached. `--weak-pass separate` gives
+    the weak view a no-grad pass of its own (its own BatchNorm batch statistics, no backward):
+    1.4-1.9x the float32 WRN-28-2 step on the CPU, and on digits 96.99% against 96.55% (seeds
+    0-4, 1,000 steps); the digits default uses it (docs/benchmarks.md, Speed)."""
 
     name = "fixmatch"
     paper = "Sohn et al. 2020, FixMatch: simplifying semi-supervised learning with consistency and confidence"
