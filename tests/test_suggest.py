@@ -191,6 +191,8 @@ def test_image_folder_paths(image_folder, tmp_path, capsys):
     suggest(str(run), 4, "kcenter", out=str(tmp_path / "p"))
     rows = _read(tmp_path / "p" / "picks.csv")
     assert len(rows) == 4 and all(Path(r["path"]).is_file() for r in rows)
+    assert_user_error(cli(capsys, "suggest", run, "--out", image_folder / "picks"), "inside the data folder")
+    assert not (image_folder / "picks").exists()
     for r in rows:
         r["label"] = "owl"
     _write(tmp_path / "p" / "picks.csv", rows)

@@ -133,7 +133,7 @@ def _badge(p: torch.Tensor, f: torch.Tensor, n: int, g: torch.Generator) -> tupl
     |g_i - g_j|^2 = |g_i|^2 + |g_j|^2 - 2 <q_i, q_j> <f_i, f_j>; the distance of each pick (the first:
     its norm)."""
     q = p.clone()
-    q[torch.arange(len(p)), p.argmax(1)] -= 1
+    q[torch.arange(len(p), device=p.device), p.argmax(1)] -= 1
     norm2 = (q * q).sum(1) * (f * f).sum(1)
     j = int(norm2.argmax())
     picks, dist = [j], [float(norm2[j].sqrt())]
@@ -231,6 +231,9 @@ def suggest(run_dir: str, n: int = 50, strategy: str = "badge", seed: int = 0, p
         raise UserError(f"{run_dir}: its training data {meta['config']['data']} is not at "
                         f"{meta.get('data_path') or meta['config']['data']} (nor relative to here or to the run "
                         "folder); put it back there")
+    if out is not None and Path(spec).is_dir() and Path(out).resolve().is_relative_to(Path(spec).resolve()):
+        raise UserError(f"--out {out}: inside the data folder {spec}, where picks.png would be read as data next "
+                        "time; choose an --out outside it")
     cfg = meta["config"]
     src = task.read(spec, True, meta["classes"], cfg.get("image_size"))
     data = task.draw(src, {**cfg, "add_labels": None})  # the drawn set; the added ones are in labels.csv
