@@ -146,6 +146,7 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     sa.add_argument("--seed", type=int, default=0, help="seed of the noise: the same seed, the same images")
     sa.add_argument("--checkpoint", default="last", choices=("best", "last"),
                     help="last (default): the final generator; best: the checkpoint of the best classifier")
+    _suggest_parser(sub)
     me = sub.add_parser("methods", help="list the methods")
     me.add_argument("--verbose", "-v", action="store_true", help="with their options and defaults")
     mo = sub.add_parser("models", help="list the networks --model takes: the project's own and timm's")
@@ -214,6 +215,42 @@ def cmd_sample(a) -> None:
 
     out, n = sample(a.run_dir, a.per_class, a.out, a.seed, a.checkpoint)
     print(f"wrote {n} images ({a.per_class} per class) to {out}")
+
+
+# ---------------------------------------------------------------------------- semisup suggest
+def _suggest_parser(sub) -> None:
+    from .suggest import POOL_LIMIT, STRATEGIES
+
+    su = sub.add_parser("suggest", help="which unlabeled images to label next, from a finished run",
+                        description="Rank a finished run's unlabeled training images by how much a label would teach "
+                                    "it and write the best N to OUT/picks.csv (index,path,predicted,confidence,score,"
+                                    "reason,label) and OUT/picks.png. Fill in the label column with class names and "
+                                    "train again with --add-labels OUT/picks.csv.")
+    su.add_argument("run_dir")
+    su.add_argument("--n", type=int, default=50, help="images to pick (default 50)")
+    su.add_argument("--strategy", default="badge", choices=STRATEGIES, metavar="STRATEGY",
+                    help="badge (default; Ash et al. 2020: k-means++ over last-layer gradient embeddings, uncertain "
+                         "and diverse); margin (smallest gap between the top two classes, Scheffer et al. 2001); "
+                         "entropy (highest predictive entropy, Settles 2009); disagreement (symmetric KL of the live "
+                         "network and its EMA, or of the plain and a strong view, Seung et al. 1992); kcenter "
+                         "(k-center greedy over the features, Sener & Savarese 2018); random. Segmentation runs: "
+                         "margin or entropy, by the mean over the pixels")
+    su.add_argument("--seed", type=int, default=0, help="seed of the pool sample, BADGE's k-means++, the strong view "
+                                                        "and random (default 0)")
+    su.add_argument("--pool-limit", type=int, default=POOL_LIMIT,
+                    help=f"score at most this many unlabeled images, drawn at random from --seed "
+                         f"(default {POOL_LIMIT})")
+    su.add_argument("--out", required=True, help="the folder for picks.csv and picks.png")
+
+
+def cmd_suggest(a) -> None:
+    from .suggest import PICKS, suggest
+
+    rows = suggest(a.run_dir, a.n, a.strategy, a.seed, a.pool_limit, a.out)
+    fewer = f" (the pool has only {len(rows)} unlabeled images)" if len(rows) < a.n else ""
+    print(f"wrote {len(rows)} picks ({a.strategy}){fewer} to {os.path.join(a.out, PICKS)} and "
+          f"{os.path.join(a.out, 'picks.png')}; fill in the label column, then `semisup train ... --add-labels "
+          f"{os.path.join(a.out, PICKS)}`")
 
 
 def cmd_methods(a) -> None:
@@ -352,7 +389,8 @@ def _main(argv=None) -> None:
         sys.exit(0)
     try:
         {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "sample": cmd_sample, "methods": cmd_methods,
-         "models": cmd_models, "data": cmd_data, "sweep": cmd_sweep, "report": cmd_report}[a.command](a)
+         "models": cmd_models, "data": cmd_data, "sweep": cmd_sweep, "report": cmd_report,
+         "suggest": cmd_suggest}[a.command](a)
         sys.stdout.flush()  # here, so that a reader gone away (`| head`) is caught below
     except BrokenPipeError:  # the reader stopped reading: not an error, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush goes nowhere

@@ -97,6 +97,10 @@ class RunOptions:
                         "most half its free memory", check=Choice("auto", "device", "memmap"))
     include_labeled: bool = option(True, "the labeled images are in the unlabeled pool too (default: true, as "
                                    "FixMatch and USB; segmentation: false, as UniMatch's splits)", check=BOOL)
+    add_labels: str | None = option(None, "CSV files, comma-separated (a.csv,b.csv), of images labeled by hand: the "
+                                    "rows with a class name in their label column (index, path, label: the picks.csv "
+                                    "of `semisup suggest`) join the drawn labeled set, beyond --labels; round k of "
+                                    "RUN/labels.csv is the k-th file")
 
 
 RUN_KEYS = asdict(RunOptions())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .data.labels import file_keys
 from .data.sources import BUILTINS, Split
 from .data.split import make_semidata
 from .engine.runfolder import check_writable, load_checkpoint
@@ -32,7 +33,7 @@ def split_identity(data, spec: str) -> dict:
     (relative to the data's folder, where the data has files) and a blake2b hash of its pixels,
     labels and masks in file order. Eval recomputes it to tell whether the data changed."""
     names, split = _test_files(data)
-    return {"name": data.test_name, "images": len(data.test.y), "files": _file_keys(names, spec),
+    return {"name": data.test_name, "images": len(data.test.y), "files": file_keys(names, spec),
             "hash": _split_hash(split)}
 
 
@@ -63,28 +64,12 @@ def _split_hash(split: Split) -> str:
     return h.hexdigest()
 
 
-def _file_keys(names: list[str], spec: str) -> list[str]:
-    """File names as paths relative to the data's folder (a manifest's: the CSV's folder), so
-    that they compare across working directories and a move of the data."""
-    if spec in BUILTINS or not names:
-        return list(names)
-    base = Path(os.path.abspath(spec))
-    base = base if base.is_dir() else base.parent
-    keys = []
-    for n in names:
-        p = Path(n)
-        if not p.is_absolute() and not (base / p).exists() and p.exists():  # relative to here
-            p = Path(os.path.abspath(p))
-        keys.append(Path(os.path.relpath(p, base)).as_posix() if p.is_absolute() else p.as_posix())
-    return keys
-
-
 def _rows_by_key(src, keys: list[str], spec: str) -> tuple[Split | None, list[str]]:
     """The images of `src` with these file keys, in their order, or None and the keys not found."""
     where = {}
     for s in (src.test, src.val, src.train):
         if s is not None and s.names:
-            for i, k in enumerate(_file_keys(s.names, spec)):
+            for i, k in enumerate(file_keys(s.names, spec)):
                 where.setdefault(k, (s, i))
     missing = [k for k in keys if k not in where]
     if missing or not keys:

@@ -49,6 +49,33 @@ def save_grid(images, path: Path, nrow: int = 10, pad: int = 1) -> None:
     atomic_write(Path(path), lambda p: img.save(p, format="PNG"))
 
 
+def save_contact_sheet(images, titles: list[str], path: Path, ncol: int = 10) -> None:
+    """uint8 images N x C x H x W as a sheet of thumbnails, `ncol` a row, each under its title,
+    written atomically (`semisup suggest`'s picks.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    ncol = max(1, min(ncol, n))
+    nrow = max(1, -(-n // ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(1.4 * ncol, 1.6 * nrow), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title in zip(axes.flat, images, titles):
+        a = img.permute(1, 2, 0).cpu().numpy()
+        gray = a.shape[2] == 1
+        ax.imshow(a[..., 0] if gray else a[..., :3], cmap="gray" if gray else None, vmin=0, vmax=255,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    try:
+        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
 def colorize(masks, palette):
     """Index masks (..., H, W) as RGB uint8 (..., H, W, 3); ignored pixels (255) are gray."""
     import numpy as np

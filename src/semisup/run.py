@@ -130,6 +130,10 @@ def train(given: dict, config: dict | None = None, out: str | None = None, resum
                 summary["evaluator"] = ({"test_accuracy": gen_eval.accuracy, "samples": gen_eval.n}
                                         if gen_eval.available else {"unavailable": gen_eval.reason})
             summary["timing"]["wall_seconds"] = round(time.time() - t0, 2)
+            summary["labels_by_round"] = data.labels_by_round
+            from .suggest import write_labels
+
+            write_labels(out / "labels.csv", data, str(cfg["data"]))
             run.write_summary(summary)
             from .report import plot_curves
 

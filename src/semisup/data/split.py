@@ -1,7 +1,7 @@
 """SemiData: a source with its labeled subset drawn from the seed and the rest unlabeled."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -19,6 +19,17 @@ class SemiData:
     test_name: str  # where `test` came from: "test", "val", or "held out from train"
     mean: torch.Tensor  # per-channel statistics of the labeled images, in [0, 1]
     std: torch.Tensor
+    # the labeling round of each labeled image (0: the draw, k: the k-th --add-labels file) and the
+    # name of each round ("draw", then the files); None: every labeled image is from the draw
+    rounds: torch.Tensor | None = None
+    round_names: list[str] = field(default_factory=lambda: ["draw"])
+
+    @property
+    def labels_by_round(self) -> list[int]:
+        """How many labeled images each round brought (the draw first)."""
+        if self.rounds is None:
+            return [len(self.labeled)]
+        return torch.bincount(self.rounds, minlength=len(self.round_names)).tolist()
 
     @property
     def classes(self) -> list[str]:
@@ -148,3 +159,20 @@ def _semidata(src: Source, train_idx, labeled, test, val, test_name: str, includ
     x = src.train.x[labeled].float().div_(255)
     mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3)).clamp_min(1e-3)
     return SemiData(src, labeled, mask.nonzero().flatten(), test, val, test_name, mean, std)
+
+
+def add_labels(data: SemiData, index: torch.Tensor, targets: torch.Tensor, rounds: torch.Tensor,
+               round_names: list[str], include_labeled: bool) -> SemiData:
+    """`data` with the training images `index` labeled `targets` (a user's labels, used even where
+    the source has a label of its own) joined to the drawn labeled set, round `rounds` each, and
+    left in the unlabeled pool only with `include_labeled`, as the drawn ones are. The images
+    must be in the training pool (not held out for testing) and not labeled yet."""
+    y = data.source.train.y.clone()
+    y[index] = targets
+    src = replace(data.source, train=replace(data.source.train, y=y))
+    train_idx = torch.cat([data.labeled, data.unlabeled]).unique()
+    labeled = torch.cat([data.labeled, index])
+    out = _semidata(src, train_idx, labeled, data.test, data.val, data.test_name, include_labeled)
+    out.rounds = torch.cat([torch.zeros(len(data.labeled), dtype=torch.long), rounds.long()])
+    out.round_names = ["draw", *round_names]
+    return out

@@ -23,7 +23,7 @@ from ..errors import UserError, disk_error, first_line, out_of_memory
 MARKER = ".semisup-run"
 # what a run (and eval, predict, sample with their default outputs) writes in its folder
 RUN_FILES = {MARKER, "run.lock", "config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "curves.png",
-             "samples", "samples.png", "examples.png", "predictions", "sample_grid.png", "cache", "report"}
+             "labels.csv", "samples", "samples.png", "examples.png", "predictions", "sample_grid.png", "cache", "report"}
 
 
 def _run_file(name: str) -> bool:

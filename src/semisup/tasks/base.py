@@ -26,6 +26,11 @@ def predict_logits(model, x_uint8: torch.Tensor, device, batch: int = 128, amp=N
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def label_files(spec) -> list[str]:
+    """--add-labels as a list of files: 'a.csv,b.csv' (the command line, config.yaml) or a list (Python)."""
+    return [f.strip() for f in (spec.split(",") if isinstance(spec, str) else spec) if f.strip()]
+
+
 class Task:
     name = ""
     data_kind = "classify"  # the kind of data set it reads (`Source.task`)
@@ -33,6 +38,10 @@ class Task:
     defaults: dict = {}  # run defaults above the common ones (config layering)
     resizes_images = True  # --image-size is the size the images are read at (else a training crop)
     output = "classes"  # what `predict` gives per image: "classes" or "masks"
+    # the `semisup suggest` strategies for this task's runs (`suggest.STRATEGIES`), and why none where empty
+    suggest_strategies: tuple[str, ...] = ()
+    no_suggest = ""
+    noun = ""  # the task in messages: "classification"
 
     # ------------------------------------------------------------------ data and model
     def read(self, spec: str, strict: bool, classes, image_size):
@@ -42,10 +51,18 @@ class Task:
                            image_size=image_size if self.resizes_images else None)
 
     def draw(self, src, cfg: dict):
-        from ..data.split import make_semidata
+        """The labeled draw from the seed, then the labels of --add-labels files (`data.labels.added_labels`)."""
+        from ..data.split import add_labels, make_semidata
 
-        return make_semidata(src, cfg["labels"], cfg["labels_per_class"], cfg["seed"],
+        data = make_semidata(src, cfg["labels"], cfg["labels_per_class"], cfg["seed"],
                              labeled_fraction=cfg["labeled_fraction"], include_labeled=cfg["include_labeled"])
+        if cfg.get("add_labels"):
+            from ..data.labels import added_labels
+
+            files = label_files(cfg["add_labels"])
+            index, targets, rounds = added_labels(files, data, str(cfg["data"]))
+            data = add_labels(data, index, targets, rounds, files, cfg["include_labeled"])
+        return data
 
     def views(self, data, cfg: dict):
         raise NotImplementedError

@@ -10,6 +10,8 @@ from .base import Task, predict_logits
 
 class Classify(Task):
     name = "classify"
+    noun = "classification"
+    suggest_strategies = ("badge", "margin", "entropy", "disagreement", "kcenter", "random")
 
     def views(self, data, cfg: dict):
         from ..data.views import view_maker_for

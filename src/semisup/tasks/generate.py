@@ -13,7 +13,11 @@ from .classify import Classify
 
 class Generate(Classify):
     name = "generate"
+    noun = "generation"
     defaults = dict(method="triple_gan")
+    suggest_strategies = ()
+    no_suggest = ("a generation run; `semisup suggest` ranks images for a classification run (or, with margin or "
+                  "entropy, a segmentation run)")
 
     def evaluator(self, data, device, seed: int):
         from ..evaluator import GenEvaluator

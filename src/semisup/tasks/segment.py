@@ -13,10 +13,12 @@ from .base import Task, predict_logits
 
 class Segment(Task):
     name = "segment"
+    noun = "segmentation"
     data_kind = "segment"
     primary = "miou"
     resizes_images = False  # --image-size is the training crop; images keep their size
     output = "masks"
+    suggest_strategies = ("margin", "entropy")  # by the mean over an image's pixels
     # a network trained from scratch on few, large images (weight decay 1e-4 as SSL4MIS's U-Nets;
     # UniMatch's equal labeled and unlabeled batches; lr 0.05, not SSL4MIS's 0.01: U-Net on shapes,
     # 50 labels, 1,000 steps, test mean IoU 0.42 against 0.35); UniMatch's splits are disjoint
@@ -40,7 +42,10 @@ class Segment(Task):
         return build_seg_model(name, shape, num_classes)
 
     def check(self, cfg: dict) -> None:
-        """--init and --pretrained both fill the encoder: one of them."""
+        """--init and --pretrained both fill the encoder: one of them. --add-labels is for classes."""
+        if cfg.get("add_labels"):
+            raise UserError("--add-labels: for classification runs (a label there is a class name); a segmentation "
+                            "image is labeled by its mask: add the mask to the data's masks and train again")
         if cfg.get("pretrained") is not None and cfg.get("init") is not None:
             raise UserError("--init and --pretrained: both load the encoder; give one (--pretrained also takes a run "
                             "folder and, for --model unet:ENCODER, a timm tag)")
