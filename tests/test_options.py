@@ -179,12 +179,14 @@ def test_the_parser_still_takes_every_methods_options(capsys, tmp_path):
 
 
 def test_a_data_sets_defaults_for_one_task_apply_to_that_task_alone():
-    """digits' classification defaults (flexmatch, the weak view's own pass, 600 steps) layer under
-    whatever is given, and leave the other tasks' and methods' own defaults alone."""
+    """digits' classification defaults (flexmatch; for flexmatch the weak view's own pass and 600
+    steps, for fixmatch the own pass) layer under whatever is given, and leave the other tasks'
+    and methods' own defaults alone."""
     cfg = resolve({})
     assert (cfg["method"], cfg["weak_pass"], cfg["steps"]) == ("flexmatch", "separate", 600)
     cfg = resolve({"method": "fixmatch"})
-    assert (cfg["weak_pass"], cfg["steps"]) == ("separate", 600)
+    assert (cfg["weak_pass"], cfg["steps"]) == ("separate", 1000)
+    assert resolve({"method": "supervised"})["steps"] == 1000  # the baseline keeps the data set's budget
     cfg = resolve({"method": "fixmatch", "weak_pass": "joint", "steps": 50})
     assert (cfg["weak_pass"], cfg["steps"]) == ("joint", 50)
     assert "weak_pass" not in resolve({"method": "mixmatch"})  # not one of its options

@@ -77,17 +77,17 @@ def _train_parser(sub, argv: list[str]) -> None:
     `config.resolve`'s message naming the options it takes), but --help lists the common options
     and only the chosen method's (--method on the command line, else the default), each with
     that method's meaning and default."""
-    from .config import RunOptions, defaults, method_options
+    from .config import RunOptions, defaults, method_data_defaults, method_options
     from .engine.trainer import TrainOptions
     from .options import flag
 
     task, method, named = _help_method(argv)
     data = _named(argv, "--data")
     shown = {**defaults(data, task), **{f.name: f.default for f in method.hyper_fields()},
-             **method.run_defaults_for({})}
+             **method.run_defaults_for({}), **method_data_defaults(data, method.name)}
     esc = lambda s: s.replace("%", "%%")  # noqa: E731  (argparse formats help with %)
-    p = sub.add_parser("train", help="train a model (fixmatch on digits with no options)",
-                       description="Train a semi-supervised model. With no options: fixmatch on the built-in "
+    p = sub.add_parser("train", help="train a model (flexmatch on digits with no options)",
+                       description="Train a semi-supervised model. With no options: flexmatch on the built-in "
                                    "digits with 4 labels per class.", argument_default=argparse.SUPPRESS)
     S = argparse.SUPPRESS
     g = p.add_argument_group("what to train")

@@ -27,7 +27,11 @@ TASK_DEFAULTS = {name: dict(t.defaults) for name, t in TASKS.items() if t.defaul
 # the time of FixMatch's 1,000 joint steps.
 DATA_DEFAULTS = {
     "digits": dict(labels_per_class=4, steps=1000, batch_size=32, eval_every=100, save_every=500,
-                   classify=dict(method="flexmatch", weak_pass="separate", steps=600)),
+                   classify=dict(method="flexmatch"),
+                   # measured per method (docs/benchmarks.md, Speed): the weak view in its own pass,
+                   # and flexmatch, the default run, reaches its accuracy in 600 steps
+                   methods=dict(flexmatch=dict(weak_pass="separate", steps=600),
+                                fixmatch=dict(weak_pass="separate"))),
     "shapes": dict(labels=50, steps=1000, eval_every=100, save_every=500),
 }
 # Fine-tuning a pretrained classifier (--pretrained): USB's recipe for its pretrained ViTs,
@@ -119,9 +123,14 @@ def defaults(data: str | None = None, task: str = DEFAULT_TASK) -> dict:
     """The common defaults, then the task's, then the data set's (a built-in name)."""
     d = {**RUN_KEYS, **asdict(TrainOptions()), **TASK_DEFAULTS.get(task, {})}
     own = DATA_DEFAULTS.get(data or d["data"], {})
-    d.update({k: v for k, v in own.items() if k not in TASKS})
+    d.update({k: v for k, v in own.items() if k not in TASKS and k != "methods"})
     d.update(own.get(task, {}))
     return d
+
+
+def method_data_defaults(data: str | None, method: str) -> dict:
+    """A data set's defaults for one method (DATA_DEFAULTS[data]["methods"]): above the method's own."""
+    return dict(DATA_DEFAULTS.get(data or RUN_KEYS["data"], {}).get("methods", {}).get(method, {}))
 
 
 def task_of(merged: dict) -> str:
@@ -159,7 +168,7 @@ def resolve(given: dict, config: dict | None = None) -> dict:
     task = task_of(merged)
     base = defaults(merged.get("data"), task)
     method = get_method(merged.get("method", base["method"]), task)
-    own = method.run_defaults_for(merged)
+    own = {**method.run_defaults_for(merged), **method_data_defaults(merged.get("data"), method.name)}
     tune = finetune_defaults(method, merged, task)
     cfg = {**base, **own, **{k: v for k, v in tune.items() if k not in own}, **merged, "task": task}
     if tune and "lr_warmup" not in merged:
