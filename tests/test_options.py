@@ -197,9 +197,10 @@ def test_a_data_sets_defaults_for_one_task_apply_to_that_task_alone():
     assert resolve({"data": "mnist-like.npz", "method": "fixmatch"})["weak_pass"] == "joint"  # only digits
 
 
-@pytest.mark.parametrize("method, native, bf16", [("fixmatch", True, True), ("flexmatch", True, True),
-                                                  ("supervised", True, False), ("fixmatch", False, False)])
-def test_amp_auto_takes_bf16_on_a_cpu_only_where_it_was_measured(method, native, bf16, monkeypatch):
+@pytest.mark.parametrize("method, native, weak_pass, bf16", [
+    ("fixmatch", True, "separate", True), ("flexmatch", True, "separate", True), ("fixmatch", True, "joint", False),
+    ("supervised", True, None, False), ("fixmatch", False, "separate", False)])
+def test_amp_auto_takes_bf16_on_a_cpu_only_where_it_was_measured(method, native, weak_pass, bf16, monkeypatch):
     import torch
 
     from semisup.engine import trainer as tr
@@ -207,7 +208,7 @@ def test_amp_auto_takes_bf16_on_a_cpu_only_where_it_was_measured(method, native,
     from semisup.tasks import get_task
 
     monkeypatch.setattr(tr, "cpu_has_bf16", lambda: native)
-    cfg = resolve({"method": method, "steps": 1})
+    cfg = resolve({"method": method, "steps": 1, **({"weak_pass": weak_pass} if weak_pass else {})})
     data, views, m = prepare(cfg)
     opts = tr.TrainOptions(**{k: cfg[k] for k in tr.TrainOptions.__dataclass_fields__})
     t = tr.Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task("classify"))

@@ -48,7 +48,7 @@ class TrainOptions(Checked):
     log_every: int = option(20, "steps between log reads", check=COUNT)
     seed: int = option(0, "seed of the labeled draw, initial weights and sampling", check=Interval(int, 0))
     amp: str = option("auto", "auto (bf16 on CUDA; on a CPU with native bf16 (AVX512-BF16, AMX) bf16 for the methods "
-                      "measured to keep their accuracy with it (fixmatch, flexmatch), else float32), bf16, off",
+                      "measured to keep their accuracy with it (fixmatch, flexmatch with --weak-pass separate), else float32), bf16, off",
                       check=Choice("auto", "bf16", "off"))
     compile: bool = option(False, "torch.compile the network", check=BOOL)
     # 128 on a CPU: 1.2-2.6x faster than 1024 (cnn13, WRN-28-2, cnn_small)
@@ -148,7 +148,7 @@ class Trainer:
         self.bns = [(b, b.momentum) for b in self.m.modules()
                     if isinstance(b, torch.nn.modules.batchnorm._BatchNorm) and b.momentum is not None]
         use_bf16 = o.amp == "bf16" or (o.amp == "auto" and (device.type == "cuda" or (
-            method.cpu_bf16 and device.type == "cpu" and cpu_has_bf16())))
+            method.bf16_on_cpu() and device.type == "cpu" and cpu_has_bf16())))
         self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else None
         if o.compile:
             self.m.model.forward = torch.compile(self.m.model.forward)
