@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STRATEGIES = ["badge", "random", "margin", "entropy", "kcenter", "disagreement"]
+STRATEGIES = ["badge", "random", "typiclust", "margin", "entropy", "kcenter", "disagreement"]
 
 
 def hidden_labels(data: str) -> tuple[list[int], list[str]]:

@@ -79,7 +79,7 @@ def test_suggest_writes_ranked_unlabeled_picks(digits_run, tmp_path, strategy):
 
 def test_diverse_strategies_spread_and_margin_finds_uncertain(digits_run):
     picks = {s: [r["index"] for r in suggest(str(digits_run), 20, s, seed=0)] for s in
-             ("margin", "kcenter", "badge", "random")}
+             ("margin", "kcenter", "badge", "typiclust", "random")}
 
     def spread(index):
         f = _model_outputs(digits_run, index)[1]
@@ -92,6 +92,10 @@ def test_diverse_strategies_spread_and_margin_finds_uncertain(digits_run):
     assert spread(picks["kcenter"]) > spread(picks["margin"])
     assert spread(picks["badge"]) > spread(picks["margin"])
     assert margin(picks["margin"]) < margin(picks["random"])
+    # TypiClust: one typical image per k-means cluster, so confident picks spread over the classes
+    assert margin(picks["typiclust"]) > margin(picks["margin"])
+    classes = _model_outputs(digits_run, picks["typiclust"])[0].argmax(1)
+    assert len(set(classes.tolist())) >= 7, classes
     assert suggest(str(digits_run), 20, "badge", seed=0) == suggest(str(digits_run), 20, "badge", seed=0)
 
 

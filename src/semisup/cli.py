@@ -233,7 +233,9 @@ def _suggest_parser(sub) -> None:
                          "and diverse); margin (smallest gap between the top two classes, Scheffer et al. 2001); "
                          "entropy (highest predictive entropy, Settles 2009); disagreement (symmetric KL of the live "
                          "network and its EMA, or of the plain and a strong view, Seung et al. 1992); kcenter "
-                         "(k-center greedy over the features, Sener & Savarese 2018); random. Segmentation runs: "
+                         "(k-center greedy over the features, Sener & Savarese 2018); typiclust (the most typical image of "
+                         "the least-labeled k-means cluster, Hacohen et al. 2022: for few labels); random. "
+                         "Segmentation runs: "
                          "margin or entropy, by the mean over the pixels")
     su.add_argument("--seed", type=int, default=0, help="seed of the pool sample, BADGE's k-means++, the strong view "
                                                         "and random (default 0)")

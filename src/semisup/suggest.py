@@ -25,6 +25,13 @@ they are, unaugmented). Each strategy returns its picks best first; `score` is w
   each image with probability proportional to its squared distance to the nearest pick). The
   distances come from <g_i, g_j> = <q_i, q_j> <f_i, f_j>, so g (classes x features long) is
   never built; in the order picked, `score` the distance at its pick (not monotonic: sampled).
+- typiclust: TypiClust (Hacohen, Dekel & Weinshall 2022, "Active learning on a budget: opposite
+  strategies suit high and low budgets", TPC-RP, Alg. 1): k-means (K = labeled + n, at most
+  500, scikit-learn) over the L2-normalised penultimate features of the pool and the labeled
+  images; each pick comes from the cluster holding the fewest labeled images and picks (ties:
+  the largest), and is its most typical image, typicality = 1 / the mean distance to its 20
+  nearest neighbours in the cluster. Made for the few-labels regime, where uncertainty picks
+  fall on outliers; `score` the typicality, in the order picked.
 - random: a uniform draw from `seed`; `score` the draw, ascending.
 
 Segmentation runs take margin and entropy, each image scored by the mean over its pixels."""
@@ -38,7 +45,7 @@ import torch
 from .data.labels import PICKS, image_path, read_rows
 from .errors import UserError
 
-STRATEGIES = ("badge", "margin", "entropy", "disagreement", "kcenter", "random")
+STRATEGIES = ("badge", "margin", "entropy", "disagreement", "kcenter", "typiclust", "random")
 PICKS_HEADER = ("index", "path", "predicted", "confidence", "score", "reason", "label")
 LABELS_HEADER = ("index", "path", "class", "round", "source")
 POOL_LIMIT = 20000  # images scored at most, drawn at random: a pass over them takes seconds on a CPU
@@ -151,6 +158,38 @@ def _badge(p: torch.Tensor, f: torch.Tensor, n: int, g: torch.Generator) -> tupl
     return torch.tensor(picks), torch.tensor(dist)
 
 
+def _typiclust(f: torch.Tensor, fl: torch.Tensor, n: int, seed: int,
+               knn: int = 20, max_clusters: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """TypiClust (Hacohen et al. 2022, TPC-RP): the pool's features f, the labeled images' fl; n picks
+    (indices into f) and their typicality."""
+    from sklearn.cluster import KMeans
+
+    allf = torch.nn.functional.normalize(torch.cat([f, fl]).float(), dim=1).cpu()
+    k = max(1, min(len(fl) + n, max_clusters, len(allf)))
+    lab = torch.as_tensor(KMeans(k, n_init=1, random_state=seed).fit_predict(allf.numpy()), dtype=torch.long)
+    size = torch.bincount(lab, minlength=k)
+    covered = torch.bincount(lab[len(f):], minlength=k)  # labeled images per cluster
+    free = torch.ones(len(f), dtype=torch.bool)
+    picks, typ = [], []
+    for _ in range(n):
+        pool_left = torch.bincount(lab[:len(f)][free], minlength=k)
+        # fewest labeled first, then the largest; clusters with nothing left to pick are out
+        key = torch.where(pool_left > 0, covered.double() * (len(allf) + 1) - size.double(), float("inf"))
+        c = int(key.argmin())
+        members = (free & (lab[:len(f)] == c)).nonzero().flatten()
+        pts = allf[:len(f)][members]
+        d = torch.cdist(pts, allf[lab == c])
+        kk = min(knn + 1, d.shape[1])
+        mean_d = d.topk(kk, 1, largest=False).values[:, 1:].mean(1) if kk > 1 else torch.zeros(len(pts))
+        t = 1.0 / (mean_d + 1e-8)
+        j = int(t.argmax())
+        picks.append(int(members[j]))
+        typ.append(float(t[j]))
+        free[members[j]] = False
+        covered[c] += 1
+    return torch.tensor(picks), torch.tensor(typ)
+
+
 def _live_model(run_dir: str, meta: dict, task, ema_model):
     """The run's live network (the method's, not the EMA's), or None where its weights are the EMA's."""
     from .infer import read_run
@@ -220,7 +259,7 @@ def suggest(run_dir: str, n: int = 50, strategy: str = "badge", seed: int = 0, p
     if strategy not in task.suggest_strategies:
         raise UserError(f"strategy {strategy} is for classification runs; use "
                         f"{' or '.join(task.suggest_strategies)} for {task.noun} ({run_dir} is a {task.noun} run)")
-    features = strategy in ("kcenter", "badge")
+    features = strategy in ("kcenter", "badge", "typiclust")
     if features and not (hasattr(model, "features") and hasattr(model, "head")):
         raise UserError(f"--strategy {strategy}: the network '{meta['model']}' has no features and head to read; "
                         "use margin, entropy or disagreement")
@@ -286,6 +325,10 @@ def suggest(run_dir: str, n: int = 50, strategy: str = "badge", seed: int = 0, p
             fl = _outputs(model, src.train.x[labeled.nonzero().flatten()], dev, True)[1]  # the first centers
             order, picked = _kcenter(f, fl, n)
             reasons = [f"k-center distance {v:.3g}" for v in picked.tolist()]
+        elif strategy == "typiclust":
+            fl = _outputs(model, src.train.x[labeled.nonzero().flatten()], dev, True)[1]
+            order, picked = _typiclust(f, fl, n, seed)
+            reasons = [f"typicality {v:.3g}" for v in picked.tolist()]
         elif strategy == "badge":
             order, picked = _badge(p, f, n, g)
             reasons = [f"gradient-embedding {'norm' if k == 0 else 'distance'} {v:.3g}"
