@@ -77,6 +77,10 @@ def test_suggest_writes_ranked_unlabeled_picks(digits_run, tmp_path, strategy):
     assert (tmp_path / "p" / "picks.png").stat().st_size > 0
 
 
+def test_the_default_strategy_is_typiclust_for_classification(digits_run):
+    assert suggest(str(digits_run), 6, seed=0) == suggest(str(digits_run), 6, "typiclust", seed=0)
+
+
 def test_diverse_strategies_spread_and_margin_finds_uncertain(digits_run):
     picks = {s: [r["index"] for r in suggest(str(digits_run), 20, s, seed=0)] for s in
              ("margin", "kcenter", "badge", "typiclust", "random")}
@@ -180,7 +184,9 @@ def test_segmentation_runs(tmp_path, capsys):
     assert len(rows) == 5 and [r["score"] for r in rows] == sorted([r["score"] for r in rows], reverse=True)
     assert not {r["index"] for r in rows} & {int(x["index"]) for x in _read(run / "labels.csv")}
     assert_user_error(cli(capsys, "suggest", run, "--strategy", "badge", "--out", tmp_path / "q"),
-                      "strategy badge is for classification runs", "use margin or entropy for segmentation")
+                      "strategy badge is for classification runs", "use entropy or margin for segmentation")
+    r = cli(capsys, "suggest", run, "--n", "3", "--pool-limit", "50", "--out", tmp_path / "d")  # its default: entropy
+    assert r.returncode == 0 and "(entropy)" in r.stdout, r.stderr
     labels = tmp_path / "l.csv"
     _write(labels, [{"index": "0", "path": "", "label": "circle"}])
     assert_user_error(cli(capsys, "train", "--data", "shapes", "--steps", "2", "--out", tmp_path / "r2",

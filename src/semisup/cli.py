@@ -228,15 +228,14 @@ def _suggest_parser(sub) -> None:
                                     "train again with --add-labels OUT/picks.csv.")
     su.add_argument("run_dir")
     su.add_argument("--n", type=int, default=50, help="images to pick (default 50)")
-    su.add_argument("--strategy", default="badge", choices=STRATEGIES, metavar="STRATEGY",
-                    help="badge (default; Ash et al. 2020: k-means++ over last-layer gradient embeddings, uncertain "
-                         "and diverse); margin (smallest gap between the top two classes, Scheffer et al. 2001); "
+    su.add_argument("--strategy", default=None, choices=STRATEGIES, metavar="STRATEGY",
+                    help="typiclust (the default for classification; Hacohen et al. 2022: the most typical image of "
+                         "the least-labeled k-means cluster, for few labels); badge (Ash et al. 2020: k-means++ over "
+                         "last-layer gradient embeddings, uncertain and diverse); margin (smallest gap between the top two classes, Scheffer et al. 2001); "
                          "entropy (highest predictive entropy, Settles 2009); disagreement (symmetric KL of the live "
                          "network and its EMA, or of the plain and a strong view, Seung et al. 1992); kcenter "
-                         "(k-center greedy over the features, Sener & Savarese 2018); typiclust (the most typical image of "
-                         "the least-labeled k-means cluster, Hacohen et al. 2022: for few labels); random. "
-                         "Segmentation runs: "
-                         "margin or entropy, by the mean over the pixels")
+                         "(k-center greedy over the features, Sener & Savarese 2018); random. Segmentation runs: entropy "
+                         "(their default) or margin, by the mean over the pixels")
     su.add_argument("--seed", type=int, default=0, help="seed of the pool sample, BADGE's k-means++, the strong view "
                                                         "and random (default 0)")
     su.add_argument("--pool-limit", type=int, default=POOL_LIMIT,
@@ -250,7 +249,7 @@ def cmd_suggest(a) -> None:
 
     rows = suggest(a.run_dir, a.n, a.strategy, a.seed, a.pool_limit, a.out)
     fewer = f" (the pool has only {len(rows)} unlabeled images)" if len(rows) < a.n else ""
-    print(f"wrote {len(rows)} picks ({a.strategy}){fewer} to {os.path.join(a.out, PICKS)} and "
+    print(f"wrote {len(rows)} picks ({rows[0]['strategy']}){fewer} to {os.path.join(a.out, PICKS)} and "
           f"{os.path.join(a.out, 'picks.png')}; fill in the label column, then `semisup train ... --add-labels "
           f"{os.path.join(a.out, PICKS)}`")
 

@@ -11,7 +11,7 @@ from .base import Task, predict_logits
 class Classify(Task):
     name = "classify"
     noun = "classification"
-    suggest_strategies = ("badge", "margin", "entropy", "disagreement", "kcenter", "typiclust", "random")
+    suggest_strategies = ("typiclust", "badge", "margin", "entropy", "disagreement", "kcenter", "random")  # the first: the default
 
     def views(self, data, cfg: dict):
         from ..data.views import view_maker_for

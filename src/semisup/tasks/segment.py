@@ -18,7 +18,7 @@ class Segment(Task):
     primary = "miou"
     resizes_images = False  # --image-size is the training crop; images keep their size
     output = "masks"
-    suggest_strategies = ("margin", "entropy")  # by the mean over an image's pixels
+    suggest_strategies = ("entropy", "margin")  # by the mean over an image's pixels; the first: the default
     # a network trained from scratch on few, large images (weight decay 1e-4 as SSL4MIS's U-Nets;
     # UniMatch's equal labeled and unlabeled batches; lr 0.05, not SSL4MIS's 0.01: U-Net on shapes,
     # 50 labels, 1,000 steps, test mean IoU 0.42 against 0.35); UniMatch's splits are disjoint
