@@ -276,27 +276,3 @@ def _plot_confusion(cm, classes: list[str], path: Path) -> None:
         atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
     finally:
         plt.close(fig)
-
-
-def save_contact_sheet(images, labels: list[str], path: Path, ncol: int = 8) -> None:
-    """uint8 images N x C x H x W as a grid of tiles, each captioned, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(images)
-    nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.4 * ncol, 1.6 * nrow), squeeze=False)
-    for a in axes.flat:
-        a.axis("off")
-    for a, img, text in zip(axes.flat, images, labels):
-        arr = img.permute(1, 2, 0).numpy()
-        a.imshow(arr[..., 0] if arr.shape[2] == 1 else arr[..., :3], cmap="gray", vmin=0, vmax=255,
-                 interpolation="nearest")
-        a.set_title(text, fontsize=7)
-    fig.tight_layout()
-    try:
-        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
