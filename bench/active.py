@@ -65,13 +65,27 @@ def pick(run: Path, picks: Path, strategy: str, args, labels: list[int], classes
     return f
 
 
+def results(out: Path) -> list[dict]:
+    """Every finished run, read from its own summary.json (no shared results file, so processes
+    may run side by side on any seeds or strategies). Round 0 is shared by a seed's strategies."""
+    res = []
+    for base in sorted(out.glob("s[0-9]*")):
+        for strategy in (x for x in STRATEGIES if (base / x).is_dir()):
+            runs = [base / "r0"] + sorted((base / strategy).glob("r[0-9]*"), key=lambda r: int(r.name[1:]))
+            for run in (r for r in runs if (r / "summary.json").exists()):
+                s = json.loads((run / "summary.json").read_text())
+                res.append({"strategy": strategy, "round": int(run.name[1:]), "seed": int(base.name[1:]),
+                            "num_labeled": s["num_labeled"], "test_accuracy": s["metrics"]["test_accuracy"],
+                            "train_seconds": s["timing"]["train_seconds"]})
+    return res
+
+
 def table(out: Path) -> None:
-    res = [r for f in sorted(out.glob("s*/results.json")) for r in json.loads(f.read_text())]
+    res = results(out)
     by: dict[tuple[str, int], dict[int, float]] = {}
     for r in res:
         by.setdefault((r["strategy"], r["round"]), {})[r["seed"]] = r["test_accuracy"]
     rounds = sorted({k[1] for k in by})
-    seeds = sorted({s for v in by.values() for s in v})
     strategies = [s for s in STRATEGIES if any(k[0] == s for k in by)]
     print("| strategy | " + " | ".join(f"round {k} ({res_labels(res, k)} labels)" for k in rounds) + " |")
     print("|---" * (len(rounds) + 1) + "|")
@@ -82,8 +96,9 @@ def table(out: Path) -> None:
             if not v:
                 cells.append("")
                 continue
-            accs = [100 * v[x] for x in seeds if x in v]
-            cells.append(", ".join(f"{a:.2f}" for a in accs) + f" (**{sum(accs) / len(accs):.2f}**)")
+            accs = [100 * v[x] for x in sorted(v)]
+            cells.append(", ".join(f"{a:.2f}" for a in accs) + f" (**{sum(accs) / len(accs):.2f}**, seeds "
+                         + ",".join(map(str, sorted(v))) + ")")
         print(f"| {s} | " + " | ".join(cells) + " |")
 
 
@@ -112,31 +127,18 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     labels, classes = hidden_labels(args.data)
 
-    def record(strategy, k, summary):  # one results file per seed: seeds may run side by side
-        results_f = out / f"s{args.seed}" / "results.json"
-        results = json.loads(results_f.read_text()) if results_f.exists() else []
-        if any((r["strategy"], r["round"]) == (strategy, k) for r in results):
-            return
-        results.append({"strategy": strategy, "round": k, "seed": args.seed,
-                        "num_labeled": summary["num_labeled"],
-                        "test_accuracy": summary["metrics"]["test_accuracy"],
-                        "train_seconds": summary["timing"]["train_seconds"]})
-        results_f.write_text(json.dumps(results, indent=1))
-
     for seed in args.seeds:
         args.seed = seed
         base = out / f"s{seed}"
         r0 = base / "r0"
-        s0 = train(r0, args, [])
+        train(r0, args, [])
         for strategy in args.strategies:
-            record(strategy, 0, s0)
             prev, files = r0, []
             for k in range(1, args.rounds + 1):
                 files.append(pick(prev, base / strategy / f"picks{k}", strategy, args, labels, classes))
                 run = base / strategy / f"r{k}"
                 s = train(run, args, ["--add-labels", ",".join(map(str, files))])
                 assert s["num_labeled"] == args.start + k * args.add, (run, s["num_labeled"])
-                record(strategy, k, s)
                 print(f"seed {seed} {strategy} round {k}: {s['num_labeled']} labels, "
                       f"test {100 * s['metrics']['test_accuracy']:.2f}%", flush=True)
                 prev = run
