@@ -75,8 +75,7 @@ def results(out: Path) -> list[dict]:
             for run in (r for r in runs if (r / "summary.json").exists()):
                 s = json.loads((run / "summary.json").read_text())
                 res.append({"strategy": strategy, "round": int(run.name[1:]), "seed": int(base.name[1:]),
-                            "num_labeled": s["num_labeled"], "test_accuracy": s["metrics"]["test_accuracy"],
-                            "train_seconds": s["timing"]["train_seconds"]})
+                            "num_labeled": s["num_labeled"], "test_accuracy": s["metrics"]["test_accuracy"]})
     return res
 
 
