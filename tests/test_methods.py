@@ -148,3 +148,25 @@ def test_weak_pass_is_an_option_of_the_weak_strong_family():
         resolve({"method": "fixmatch", "weak_pass": "both"})
     with pytest.raises(UserError, match="weak.pass"):
         resolve({"method": "mixmatch", "weak_pass": "separate"})
+
+
+def test_compile_keeps_one_graph_through_the_batchnorm_warm_up():
+    """The trainer's BatchNorm momentum warm-up changes every step; under --compile it is data, so
+    the network compiles a handful of graphs (grad / no-grad, a batch size) instead of one a step
+    until dynamo's limit runs it eagerly, and the running statistics move as in the eager run."""
+    torch._dynamo.reset()
+    runs = {}
+    for comp in (False, True):
+        cfg = resolve({"method": "fixmatch", "steps": 12, "batch_size": 16, "unlabeled_ratio": 2, "eval_every": 12,
+                       "weak_pass": "separate", "amp": "off", "compile": comp, "quiet": True})
+        data, views, m = prepare(cfg)
+        t = Trainer(m, data, views, TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__}), None,
+                    torch.device("cpu"), task=get_task(m.task))
+        t.train_step()  # the same weights and images: the statistics after it differ by rounding only
+        runs[comp] = {k: v.clone() for k, v in m.model.state_dict().items() if "running" in k}
+        for _ in range(11):  # momentum 9 / (10 + n) > 0.1 all along
+            t.train_step()
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert 1 <= graphs <= 4, graphs
+    for k, v in runs[False].items():
+        torch.testing.assert_close(runs[True][k], v, rtol=2e-3, atol=2e-4)

@@ -10,9 +10,11 @@ import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.store import DeviceStore
@@ -123,6 +125,24 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def _warm_bn_forward(bn, forward, m: float, warm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm's training forward at its own momentum m on copies of the running statistics,
+    which then move the buffers as if the momentum had been w = max(m, warm): the update
+    (1 - m) r + m b moved r by m (b - r); scaling that move by w / m gives (1 - w) r + w b. With
+    `warm` a tensor the compiled graph stays one graph. (The copies: autograd keeps the statistics
+    it was given, so the buffers themselves cannot be updated twice.)"""
+    if not (bn.training and bn.track_running_stats):
+        return forward(x)
+    mean, var = bn.running_mean.clone(), bn.running_var.clone()
+    y = F.batch_norm(x, mean, var, bn.weight, bn.bias, True, m, bn.eps)
+    scale = torch.clamp(warm, min=m) / m
+    with torch.no_grad():
+        for r, moved in ((bn.running_mean, mean), (bn.running_var, var)):
+            r.add_((moved - r) * scale)
+        bn.num_batches_tracked.add_(1)
+    return y
+
+
 class Trainer:
     def __init__(self, method, data, views, opts: TrainOptions, run: RunFolder | None,
                  device: torch.device, rank: int = 0, world: int = 1, extra_eval=None, store=None, *,
@@ -150,7 +170,12 @@ class Trainer:
         use_bf16 = o.amp == "bf16" or (o.amp == "auto" and (device.type == "cuda" or (
             method.bf16_on_cpu() and device.type == "cpu" and cpu_has_bf16())))
         self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else None
+        # the warm-up momentum as data: under torch.compile a float momentum that changes every step
+        # is a new graph every step (dynamo guards on it; after 8 it ran the network eagerly)
+        self.warm = torch.ones((), device=device) if o.compile else None
         if o.compile:
+            for b, m in self.bns:
+                b.forward = partial(_warm_bn_forward, b, b.forward, m, self.warm)
             self.m.model.forward = torch.compile(self.m.model.forward)
         # the images come from a store (default: on the device); batches are index gathers
         self.store = store if store is not None else DeviceStore(data.images, device)
@@ -193,11 +218,14 @@ class Trainer:
     def train_step(self) -> None:
         self.m.train()
         warm = 9.0 / (10 + self.step_n)
-        for b, m in self.bns:
-            if m < warm:
-                b.momentum = warm
-            elif b.momentum != m:
-                b.momentum = m
+        if self.warm is not None:
+            self.warm.fill_(warm)
+        else:
+            for b, m in self.bns:
+                if m < warm:
+                    b.momentum = warm
+                elif b.momentum != m:
+                    b.momentum = m
         batch, ui = self.batch()
         with self.amp or nullcontext():
             out = self.m.step(batch)
