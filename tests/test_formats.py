@@ -255,9 +255,10 @@ def test_load_source_reads_what_each_sample_holds(samples, sample):
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        want = sorted(np.round(d.images * (255 / 16)).astype(np.uint8).reshape(len(d.images), -1).tolist())
-        got = torch.cat([src.train.x, src.test.x]).reshape(len(d.images), -1).tolist()
-        assert sorted(got) == want and len(src.test.x) == round(0.2 * len(d.images))
+        want = sorted(r + [t] for r, t in zip(np.round(d.images * (255 / 16)).astype(np.uint8).reshape(
+            len(d.images), -1).tolist(), d.target.tolist()))  # each image with its digit
+        got = torch.cat([torch.cat([s.x.reshape(len(s.x), -1), s.y[:, None]], 1) for s in (src.train, src.test)])
+        assert sorted(got.tolist()) == want and len(src.test.x) == round(0.2 * len(d.images))
 
 
 def test_a_format_added_to_the_registry_is_detected_and_read(tmp_path):
