@@ -50,3 +50,17 @@ def test_strong_differs_per_image_and_from_weak():
     distinct = {tuple(v.flatten()[:50].tolist()) for v in s}
     assert len(distinct) > 25  # per-image random ops and magnitudes
     assert (s - vm(x, "weak")).abs().mean() > 0.05
+
+
+def test_strong_on_the_drawn_images_only_equals_the_whole_batch_select():
+    """On a CPU each RandAugment colour op runs on the images that drew it; the result is the
+    GPU path's (every op on every image, then torch.where), draw for draw, grey and colour."""
+    for c in (1, 3):
+        x = torch.randint(0, 256, (64, c, 12, 12), dtype=torch.uint8).float() / 255
+        vm = ViewMaker(flip=c == 3)
+        torch.manual_seed(1)
+        sub = vm.strong(x, subsets=True)
+        torch.manual_seed(1)
+        whole = vm.strong(x, subsets=False)
+        torch.testing.assert_close(sub, whole, rtol=0, atol=1e-6)
+        assert (sub - x).abs().mean() > 0.05

@@ -101,26 +101,45 @@ class ViewMaker:
     def weak(self, x: torch.Tensor) -> torch.Tensor:
         return self._shift(x)
 
-    def strong(self, x: torch.Tensor) -> torch.Tensor:
+    def strong(self, x: torch.Tensor, subsets: bool | None = None) -> torch.Tensor:
+        """`subsets` (default: on a CPU) computes each colour op only on the images that drew it
+        and writes them back; otherwise every op runs on the whole batch and `torch.where` keeps
+        the drawn ones, which needs no host sync on a GPU. The two give the same images."""
         b, c, h, w = x.shape
         dev = x.device
+        subsets = dev.type == "cpu" if subsets is None else subsets
         picks = torch.randint(len(OPS), (b, self.ra_ops), device=dev)
         on = {op: (picks == i).any(1) for i, op in enumerate(OPS)}
         u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, device=dev)  # noqa: E731
         sign = lambda: torch.where(torch.rand(b, device=dev) < 0.5, -1.0, 1.0)  # noqa: E731
-        where = lambda op, y: torch.where(on[op].view(-1, 1, 1, 1), y, x)  # noqa: E731
-        # colour ops, in the pool's order
-        lo = x.amin((2, 3), keepdim=True)
-        hi = x.amax((2, 3), keepdim=True)
-        x = where("autocontrast", torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-6), x))
-        x = where("equalize", kornia.enhance.equalize(x))
-        x = where("brightness", _blend(x, torch.zeros_like(x), u(0.05, 0.95)))
+
+        def apply(op: str, f) -> torch.Tensor:
+            """x with op f(images, their positions) on the images that drew op."""
+            if not subsets:
+                return torch.where(on[op].view(-1, 1, 1, 1), f(x, slice(None)), x)
+            i = on[op].nonzero().squeeze(1)
+            return x.index_copy(0, i, f(x[i], i)) if len(i) else x
+
+        def autocontrast(y, i):
+            lo, hi = y.amin((2, 3), keepdim=True), y.amax((2, 3), keepdim=True)
+            return torch.where(hi > lo, (y - lo) / (hi - lo).clamp_min(1e-6), y)
+
+        # colour ops, in the pool's order; each op's random factors are drawn for the whole batch
+        x = apply("autocontrast", autocontrast)
+        x = apply("equalize", lambda y, i: kornia.enhance.equalize(y))
+        f = u(0.05, 0.95)
+        x = apply("brightness", lambda y, i: _blend(y, torch.zeros_like(y), f[i]))
         if c == 3:
-            x = where("color", _blend(x, _gray(x).expand_as(x), u(0.05, 0.95)))
-        x = where("contrast", _blend(x, _gray(x).mean((1, 2, 3), keepdim=True).expand_as(x), u(0.05, 0.95)))
-        x = where("sharpness", kornia.enhance.sharpness(x, u(0.05, 0.95)))
-        x = where("posterize", kornia.enhance.posterize(x, torch.randint(4, 9, (b,), device=dev)))
-        x = where("solarize", kornia.enhance.solarize(x, u(0.0, 1.0)))
+            f = u(0.05, 0.95)
+            x = apply("color", lambda y, i: _blend(y, _gray(y).expand_as(y), f[i]))
+        f = u(0.05, 0.95)
+        x = apply("contrast", lambda y, i: _blend(y, _gray(y).mean((1, 2, 3), keepdim=True).expand_as(y), f[i]))
+        f = u(0.05, 0.95)
+        x = apply("sharpness", lambda y, i: kornia.enhance.sharpness(y, f[i]))
+        bits = torch.randint(4, 9, (b,), device=dev)
+        x = apply("posterize", lambda y, i: kornia.enhance.posterize(y, bits[i]))
+        f = u(0.0, 1.0)
+        x = apply("solarize", lambda y, i: kornia.enhance.solarize(y, f[i]))
         # geometric ops, with the weak view's shift and flip, in one warp
         z = lambda op, v: v * on[op]  # noqa: E731
         g = self.geometry
