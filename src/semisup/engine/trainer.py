@@ -171,7 +171,7 @@ class Trainer:
             method.bf16_on_cpu() and device.type == "cpu" and cpu_has_bf16())))
         self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else None
         # the warm-up momentum as data: under torch.compile a float momentum that changes every step
-        # is a new graph every step (dynamo guards on it; after 8 it ran the network eagerly)
+        # is a new graph every step (dynamo guards on it, and after 8 runs the network eagerly)
         self.warm = torch.ones((), device=device) if o.compile else None
         if o.compile:
             for b, m in self.bns:
