@@ -4,7 +4,6 @@ line, the run's artifacts, and what `predict`/`sample` do. The trainer, the run 
 inference code call these and never test a task's name."""
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -13,16 +12,16 @@ from ..errors import UserError
 
 
 @torch.no_grad()
-def predict_logits(model, x_uint8: torch.Tensor, device, batch: int = 128, amp=None) -> torch.Tensor:
-    """The model's logits for uint8 images, in batches, on `device` (returned there)."""
+def predict_logits(model, x_uint8: torch.Tensor, device, batch: int = 128) -> torch.Tensor:
+    """The model's logits for uint8 images, in batches, on `device` (returned there). Float32, also
+    in a run that trains in bf16: a measurement, and the one `semisup eval` and `predict` repeat."""
     from ..data.views import to_unit
 
     model.eval()
     out = []
     for i in range(0, len(x_uint8), batch):
         xb = to_unit(x_uint8[i:i + batch].to(device, non_blocking=True))
-        with amp or nullcontext():
-            out.append(model(xb).float())
+        out.append(model(xb).float())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -81,7 +80,7 @@ class Task:
         """Anything done to a freshly built network before training (loading --init)."""
 
     # ------------------------------------------------------------------ scoring
-    def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
+    def evaluate(self, model, split, device, batch: int = 128, classes=None) -> dict:
         raise NotImplementedError
 
     def evaluator(self, data, device, seed: int):

@@ -39,8 +39,8 @@ class Classify(Task):
 
             load_pretrained(model, str(cfg["pretrained"]))
 
-    def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
-        logits = predict_logits(model, split.x, device, batch, amp)
+    def evaluate(self, model, split, device, batch: int = 128, classes=None) -> dict:
+        logits = predict_logits(model, split.x, device, batch)
         y = split.y.to(logits.device)
         known = y >= 0
         return {"accuracy": (logits.argmax(1) == y)[known].float().mean().item(),

@@ -62,11 +62,9 @@ class Segment(Task):
             load_seg_pretrained(model, str(cfg["pretrained"]))
 
     @torch.no_grad()
-    def evaluate(self, model, split, device, batch: int = 128, amp=None, classes=None) -> dict:
+    def evaluate(self, model, split, device, batch: int = 128, classes=None) -> dict:
         """Whole images, one confusion matrix over the split: mean IoU (the ignore value excluded),
         per-class IoU, pixel accuracy, Dice for two classes, cross-entropy."""
-        from contextlib import nullcontext
-
         from ..data.views import to_unit
         from ..metrics import IGNORE, confusion, seg_scores
 
@@ -76,8 +74,7 @@ class Segment(Task):
         batch = max(1, min(batch, 16))  # whole images: activations grow with the pixels
         for i in range(0, len(split.x), batch):
             xb = to_unit(split.x[i:i + batch].to(device, non_blocking=True))
-            with amp or nullcontext():
-                logits = model(xb.contiguous(memory_format=torch.channels_last)).float()
+            logits = model(xb.contiguous(memory_format=torch.channels_last)).float()
             k = k or logits.shape[1]
             t = split.masks[i:i + batch].to(device).long()
             c = confusion(logits.argmax(1), t, k)
