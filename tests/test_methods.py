@@ -170,3 +170,42 @@ def test_compile_keeps_one_graph_through_the_batchnorm_warm_up():
     assert 1 <= graphs <= 4, graphs
     for k, v in runs[False].items():
         torch.testing.assert_close(runs[True][k], v, rtol=2e-3, atol=2e-4)
+
+
+def test_the_sgd_steps_as_torchs_and_a_run_never_imports_dynamo(tmp_path):
+    """`methods.base.SGD` (torch's SGD without its first-call import of torch._dynamo, 1.5-2.6 s
+    of a command) gives torch's weights bit for bit, with Nesterov and a decay group, and its
+    state loads into torch's; a short `semisup train` then never imports torch._dynamo."""
+    import copy
+    import subprocess
+    import sys
+
+    from semisup.methods.base import SGD
+
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Flatten(), torch.nn.Linear(288, 4))
+    b = copy.deepcopy(a)
+
+    def groups(m):
+        return [{"params": [p for p in m.parameters() if p.ndim > 1], "weight_decay": 5e-4},
+                {"params": [p for p in m.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+
+    theirs = torch.optim.SGD(groups(a), lr=0.03, momentum=0.9, nesterov=True)
+    mine = SGD(groups(b), lr=0.03, momentum=0.9, nesterov=True)
+    for _ in range(4):
+        x = torch.randn(4, 3, 8, 8)
+        for m, o in ((a, theirs), (b, mine)):
+            o.zero_grad()
+            m(x).square().sum().backward()
+            o.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    again = torch.optim.SGD(groups(copy.deepcopy(b)), lr=0.03, momentum=0.9, nesterov=True)
+    again.load_state_dict(mine.state_dict())
+    assert all(torch.equal(u["momentum_buffer"], v["momentum_buffer"])
+               for u, v in zip(again.state_dict()["state"].values(), theirs.state_dict()["state"].values()))
+    code = ("import sys; from semisup.api import train; "
+            f"train({{'steps': 3, 'eval_every': 3, 'quiet': True}}, out={str(tmp_path / 'r')!r}); "
+            "print('torch._dynamo' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "False"
