@@ -59,7 +59,11 @@ class TripleGAN(CondGANMethod):
     real images, D sees them unaugmented; no 30-epoch pretraining of C (lines 74-79) and no
     1e-4 weight decay on C's last layer (line 81); Adam at 2e-4 (DCGAN's, shared with the
     other GAN methods) against the authors' 1e-3 (line 104): docs/benchmarks.md, Generation,
-    has both. All three networks update together from one step's gradients."""
+    has both. All three networks update together from one step's gradients. Against the code
+    before these changes (saturating C term, no regularisers, cosine rate, R_P at 50%), MNIST-100,
+    3,000 steps, seeds 0-2: classifier final error 15.23 -> 16.71% (all of it seed 0; best
+    evaluation 85.7 -> 91.0%: the classifier peaks earlier and drifts at the constant rate),
+    conditional accuracy 97.7 -> 95.1%, local FID 2.65 -> 2.55 (docs/benchmarks.md)."""
 
     name = "triple_gan"
     paper = "Li et al. 2017, Triple generative adversarial nets"
