@@ -183,7 +183,8 @@ def test_the_sgd_steps_as_torchs_and_a_run_never_imports_dynamo(tmp_path):
     from semisup.methods.base import SGD
 
     torch.manual_seed(0)
-    a = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Flatten(), torch.nn.Linear(288, 4))
+    nn = torch.nn
+    a = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(288, 4))
     b = copy.deepcopy(a)
 
     def groups(m):

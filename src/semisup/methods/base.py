@@ -82,15 +82,15 @@ class SGD(torch.optim.SGD):
 
         funcs = [getattr(impl, n, None) for n in ("_default_to_fused_or_foreach", "_multi_tensor_sgd",
                                                   "_single_tensor_sgd")]
-        if closure is not None or None in funcs or any(g["differentiable"] or g["fused"] or g["maximize"]
-                                                       for g in self.param_groups):
+        wrapped = any(g.get("differentiable") or g.get("fused") or g.get("maximize") for g in self.param_groups)
+        if closure is not None or wrapped or None in funcs or not hasattr(self, "_init_group"):
             return super().step(closure)
         default, multi, single = funcs
         for g in self.param_groups:
             params, grads, bufs = [], [], []
             sparse = self._init_group(g, params, grads, bufs)
-            foreach = g["foreach"] if g["foreach"] is not None else default(params, differentiable=False,
-                                                                             use_fused=False)[1]
+            foreach = g.get("foreach")
+            foreach = default(params, differentiable=False, use_fused=False)[1] if foreach is None else foreach
             (multi if foreach else single)(params, grads, bufs, None, None, weight_decay=g["weight_decay"],
                                            momentum=g["momentum"], lr=g["lr"], dampening=g["dampening"],
                                            nesterov=g["nesterov"], maximize=False, has_sparse_grad=sparse)
