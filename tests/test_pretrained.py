@@ -58,7 +58,7 @@ def test_a_timm_model_trains_evaluates_and_predicts(tmp_path, one_thread):
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN's bf16 kernels")
 def test_a_strided_conv_on_a_map_smaller_than_its_stride_gets_its_true_bf16_gradient(one_thread):
     """oneDNN's bf16 weight gradient of a 3x3 stride-2 conv on a 1x1 map is random (inf, nan) in
-    about half the calls: timm's resnet18 on 8x8 digits diverged in CI. The trainer runs such a
+    about half the calls, the shape timm's resnet18 meets on 8x8 digits. The trainer runs such a
     conv in float32; its gradient then equals the reference on every call."""
     from functools import partial
 
