@@ -161,8 +161,12 @@ def test_train_help_lists_the_chosen_methods_options_with_its_defaults(capsys):
     assert "--lambda-u LAMBDA_U weight of the unlabeled loss (lambda_u; default 1.0)" in fix
     assert "--mixup-alpha" not in h
 
-    h = help_text(capsys, "train", "--help")  # no --method: the default method's, and how to see another's
-    assert "options of fixmatch, the default method (--task classify)" in h and "--threshold" in h
+    h = help_text(capsys, "train", "--help")  # no --method: the default method on the default data, with its budget
+    assert "options of flexmatch, the default method (--task classify)" in h and "--threshold" in h
+    assert "optimisation (defaults of flexmatch on digits)" in h and "training steps (default 600)" in h
+    assert "(mu; default 3)" in h
+    h = help_text(capsys, "train", "--data", "pets/", "--help")  # a path: the task's default method
+    assert "options of fixmatch, the default method (--task classify)" in h and "(mu; default 7)" in h
     assert "`semisup train --method X --help` shows the options of method X" in h
     assert f"default method {TASK_DEFAULTS['generate']['method']})" in h  # --task's help
 
@@ -179,13 +183,15 @@ def test_the_parser_still_takes_every_methods_options(capsys, tmp_path):
 
 
 def test_a_data_sets_defaults_for_one_task_apply_to_that_task_alone():
-    """digits' classification defaults (flexmatch; for flexmatch the weak view's own pass and 600
-    steps, for fixmatch the own pass) layer under whatever is given, and leave the other tasks'
+    """digits' classification defaults (flexmatch; for flexmatch the weak view's own pass, 600
+    steps, cnn_small and 3 unlabeled images per labeled one; for fixmatch the own pass) layer under whatever is given, and leave the other tasks'
     and methods' own defaults alone."""
     cfg = resolve({})
     assert (cfg["method"], cfg["weak_pass"], cfg["steps"]) == ("flexmatch", "separate", 600)
+    assert (cfg["model"], cfg["unlabeled_ratio"]) == ("cnn_small", 3)
+    assert resolve({"model": "cnn"})["model"] == "cnn"  # given options stay above
     cfg = resolve({"method": "fixmatch"})
-    assert (cfg["weak_pass"], cfg["steps"]) == ("separate", 1000)
+    assert (cfg["weak_pass"], cfg["steps"], cfg["model"], cfg["unlabeled_ratio"]) == ("separate", 1000, None, 7)
     assert resolve({"method": "supervised"})["steps"] == 1000  # the baseline keeps the data set's budget
     cfg = resolve({"method": "fixmatch", "weak_pass": "joint", "steps": 50})
     assert (cfg["weak_pass"], cfg["steps"]) == ("joint", 50)

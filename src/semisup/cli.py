@@ -39,7 +39,7 @@ def _named(argv: list[str], name: str) -> str | None:
 def _help_method(argv: list[str]):
     """The method whose options `train --help` lists: --method (in --task, else the first task
     that has it), else the task's default method; and whether --method named it."""
-    from .config import RUN_KEYS, TASK_DEFAULTS
+    from .config import RUN_KEYS, defaults
     from .methods import METHODS
 
     task, name = _named(argv, "--task"), _named(argv, "--method")
@@ -47,8 +47,8 @@ def _help_method(argv: list[str]):
     for t in tasks:
         if name in METHODS[t]:
             return t, METHODS[t][name], True
-    t = tasks[0]
-    return t, METHODS[t][TASK_DEFAULTS.get(t, {}).get("method", RUN_KEYS["method"])], False
+    t = tasks[0]  # the default method of the task on the data (flexmatch on digits)
+    return t, METHODS[t][defaults(_named(argv, "--data"), t)["method"]], False
 
 
 def _parse_type(f):
