@@ -133,7 +133,7 @@ def keep_freed_memory() -> bool:
     M_MMAP_THRESHOLD) and its free top (M_TRIM_THRESHOLD, 1 GiB) instead of handing them back to
     the system. A CPU step allocates its activations anew each time (cnn_small on MNIST: 12.8 MB
     a map); glibc's default maps and unmaps each, so every step page-faults them in again:
-    MNIST-100 step 140-144 ms against 117-125 ms with this, 3.4x fewer page faults
+    the MNIST-100 float32 step 140-179 ms against 115-125 ms with this, 3.4x fewer page faults
     (docs/benchmarks.md, Speed). The process keeps its peak memory until it exits, as with
     jemalloc or tcmalloc. Once per process; False where the C library has no mallopt."""
     global _HEAP_KEPT
