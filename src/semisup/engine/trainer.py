@@ -2,6 +2,7 @@
 DDP, evaluation cadence, checkpoints with every RNG state, and the run folder."""
 from __future__ import annotations
 
+import functools
 import math
 import random
 import signal
@@ -125,9 +126,7 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-_HEAP_KEPT = False
-
-
+@functools.cache
 def keep_freed_memory() -> bool:
     """On Linux with glibc, keep freed blocks of up to 32 MB in the process's heap (mallopt's
     M_MMAP_THRESHOLD) and its free top (M_TRIM_THRESHOLD, 1 GiB) instead of handing them back to
@@ -136,16 +135,15 @@ def keep_freed_memory() -> bool:
     the MNIST-100 float32 step 140-179 ms against 115-125 ms with this, 3.4x fewer page faults
     (docs/benchmarks.md, Speed). The process keeps its peak memory until it exits, as with
     jemalloc or tcmalloc. Once per process; False where the C library has no mallopt."""
-    global _HEAP_KEPT
-    if not _HEAP_KEPT and sys.platform.startswith("linux"):
-        import ctypes
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
 
-        try:
-            mallopt = ctypes.CDLL(None).mallopt
-        except (OSError, AttributeError):  # musl and others: no mallopt
-            return False
-        _HEAP_KEPT = bool(mallopt(-1, 1 << 30)) and bool(mallopt(-3, 32 << 20))  # M_TRIM_, M_MMAP_THRESHOLD
-    return _HEAP_KEPT
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+    return bool(mallopt(-1, 1 << 30)) and bool(mallopt(-3, 32 << 20))  # M_TRIM_, M_MMAP_THRESHOLD
 
 
 def _conv_small_input_forward(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
