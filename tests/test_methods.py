@@ -212,3 +212,25 @@ def test_the_sgd_steps_as_torchs_and_a_run_never_imports_dynamo(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_unlabeled_batch_grows_in_equal_stages_and_a_resume_keeps_them(tmp_path):
+    """--unlabeled-ratio-start 1 with --unlabeled-ratio 3 over 30 steps: the methods see 16, 32
+    and 48 unlabeled images a step in three stages of 10 steps, and a run resumed inside the
+    second stage takes the same batches as one that was not stopped."""
+    def new():
+        cfg = resolve({"method": "fixmatch", "steps": 30, "batch_size": 16, "unlabeled_ratio": 3,
+                       "unlabeled_ratio_start": 1, "model": "cnn", "eval_every": 30, "save_every": 30,
+                       "log_every": 5, "quiet": True})
+        data, views, m = prepare(cfg)
+        opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
+        return Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task))
+
+    t = new()
+    seen = []
+    step = t.m.step
+    t.m.step = lambda b: (seen.append({k: len(v) for k, v in b.u.items()}), step(b))[1]
+    for _ in range(30):
+        t.train_step()
+    assert seen == [{"weak": n, "strong": n} for n in [16] * 10 + [32] * 10 + [48] * 10]
+    assert_resume_equal(new, tmp_path, 14, 8)

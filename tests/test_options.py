@@ -26,6 +26,8 @@ BAD = [
     ({"threshold": 1.5}, "--threshold 1.5: must be in [0, 1]"),
     ({"method": "uda", "tsa": "cos"}, "--tsa cos: choose none, linear, exp or log"),
     ({"method": "mixmatch", "temperature": 0.0}, "--temperature 0.0: must be > 0"),
+    ({"unlabeled_ratio": 3, "unlabeled_ratio_start": 5},
+     "--unlabeled-ratio-start 5: above --unlabeled-ratio 3, where the ramp ends; give a start at or below it"),
 ]
 
 

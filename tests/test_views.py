@@ -64,3 +64,22 @@ def test_strong_on_the_drawn_images_only_equals_the_whole_batch_select():
         whole = vm.strong(x, subsets=False)
         torch.testing.assert_close(sub, whole, rtol=0, atol=1e-6)
         assert (sub - x).abs().mean() > 0.05
+
+
+def test_the_indexed_weak_shift_equals_the_bilinear_warp():
+    """The weak view reads whole-pixel shifts (and flips) by indexing; the warp it replaces gives
+    the same images, zero and reflection padding, square and not, shifts up to the largest drawn."""
+    from semisup.data.views import _affine, _shift_whole
+
+    torch.manual_seed(0)
+    for pad in ("zeros", "reflection"):
+        for h, w in ((28, 28), (12, 20), (9, 7)):
+            x = torch.rand(40, 3, h, w)
+            p = max(-(-h // 8), -(-w // 8))  # ceil(0.125 * side), as the view maker draws
+            tx, ty = torch.randint(-p, p + 1, (40,)), torch.randint(-p, p + 1, (40,))
+            flip = torch.rand(40) < 0.5
+            zero = torch.zeros(40)
+            warp = _affine(x, zero, zero, zero, tx.float(), ty.float(), flip.float(), pad)
+            fast = _shift_whole(x, tx, ty, flip, p, pad)
+            torch.testing.assert_close(fast, warp, rtol=0, atol=1e-5)
+            assert not torch.equal(fast, x)

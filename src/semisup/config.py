@@ -76,7 +76,7 @@ class RunOptions:
     labeled_fraction: float | None = option(None, "share of the training images to label, e.g. 0.125 "
                                             "(segmentation: images with masks)",
                                             check=Interval(float, 0, 1, closed="right"))
-    model: str | None = option(None, "cnn, cnn_small, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 or any timm "
+    model: str | None = option(None, "cnn, cnn_small, cnn_small_s2d, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 or any timm "
                                "architecture, e.g. resnet18 (`semisup models`; default: the "
                                "method's own if it has one, else cnn below 16 px, cnn_small below 32 px, wrn28_2 "
                                "from 32 px); segmentation: unet (width 16), unet<N> (width N), deeplabv3plus "
@@ -230,6 +230,10 @@ def check_config(cfg: dict) -> None:
         if cfg["task"] != "classify" or not cfg.get("model") or not is_timm_name(str(cfg["model"])):
             raise UserError(f"--layer-decay {cfg['layer_decay']}: needs a timm classifier backbone (--model resnet18, "
                             "vit_small_patch16_224, ...), whose blocks it scales; use 1 for this network")
+    start = cfg.get("unlabeled_ratio_start")
+    if start is not None and start > cfg["unlabeled_ratio"]:
+        raise UserError(f"--unlabeled-ratio-start {start}: above --unlabeled-ratio {cfg['unlabeled_ratio']}, where "
+                        "the ramp ends; give a start at or below it")
     if cfg["device"] == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     method.check(cfg)

@@ -7,10 +7,12 @@ Every image gets its own draw; nothing loops over images and nothing waits on th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import kornia
 import torch
+import torch.nn.functional as F
 
 # the FixMatch RandAugment pool (the geometric ones are folded into one affine warp)
 COLOR_OPS = ("identity", "autocontrast", "equalize", "brightness", "color", "contrast",
@@ -48,6 +50,21 @@ def _affine(x: torch.Tensor, angle, shear_x, shear_y, tx, ty, flip, pad: str) ->
     m[:, 0, 2] += tx
     m[:, 1, 2] += ty
     return kornia.geometry.transform.warp_affine(x, m[:, :2], (h, w), padding_mode=pad)
+
+
+def _shift_whole(x: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, flip: torch.Tensor, p: int,
+                 pad: str) -> torch.Tensor:
+    """`_affine` for a flip and whole-pixel shifts of at most `p` (< the side) only, by indexing
+    instead of a bilinear warp: the same images (every sample falls on a pixel), several times
+    faster on a CPU. Each image is padded by p, then read at its own offsets."""
+    b, _, h, w = x.shape
+    xp = F.pad(x, (p, p, p, p), mode="reflect" if pad == "reflection" else "constant")
+    j = torch.arange(w, device=x.device)
+    src = j - tx.view(-1, 1)
+    cols = torch.where(flip.view(-1, 1), w - 1 - src, src) + p
+    rows = torch.arange(h, device=x.device) - ty.view(-1, 1) + p
+    idx = torch.arange(b, device=x.device).view(-1, 1, 1)
+    return xp.permute(0, 2, 3, 1)[idx, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -92,11 +109,12 @@ class ViewMaker:
         tx = torch.round(r(self.translate * w))
         ty = torch.round(r(self.translate * h))
         flip = (torch.rand(b, device=dev) < 0.5).float() if self.flip else torch.zeros(b, device=dev)
-        angle = sx = sy = torch.zeros(b, device=dev)
-        if extra is not None:
-            angle, sx, sy, etx, ety = extra
-            tx, ty = tx + etx * w, ty + ety * h
-        return _affine(x, angle, sx, sy, tx, ty, flip, self.pad)
+        p = math.ceil(self.translate * max(h, w))  # the largest whole-pixel shift drawn
+        if extra is None and p < min(h, w):
+            return _shift_whole(x, tx.long(), ty.long(), flip.bool(), p, self.pad)
+        zero = torch.zeros(b, device=dev)
+        angle, sx, sy, etx, ety = extra if extra is not None else (zero,) * 5
+        return _affine(x, angle, sx, sy, tx + etx * w, ty + ety * h, flip, self.pad)
 
     def weak(self, x: torch.Tensor) -> torch.Tensor:
         return self._shift(x)

@@ -34,6 +34,10 @@ class TrainOptions(Checked):
     steps: int = option(1000, "training steps", check=COUNT)
     batch_size: int = option(64, "labeled images per step, global (split across processes)", check=COUNT)
     unlabeled_ratio: int = option(7, "unlabeled images per labeled one (mu)", check=Interval(int, 0))
+    unlabeled_ratio_start: int | None = option(
+        None, "grow the unlabeled ratio from this one to --unlabeled-ratio in equal stages over the run (the "
+        "curriculum batch size of Fast FixMatch, arXiv 2309.03469: fewer unlabeled images while the model is "
+        "poor); default: --unlabeled-ratio throughout", check=Interval(int, 1))
     optimizer: str = option("sgd", "sgd (with --momentum and --nesterov: FixMatch, USB's classic CV) or adamw "
                             "(USB's fine-tuning of pretrained backbones; the default with --pretrained)",
                             check=Choice("sgd", "adamw"))
@@ -187,7 +191,7 @@ class Trainer:
         self.dev, self.rank, self.world = device, rank, world
         o = opts
         self.bu = o.batch_size * o.unlabeled_ratio if method.unlabeled_views else 0
-        self.local_b, self.local_bu = o.batch_size // world, self.bu // world
+        self.local_b = o.batch_size // world
         if device.type == "cpu":
             keep_freed_memory()
         self.m.to(device)
@@ -242,12 +246,22 @@ class Trainer:
         pos = pos[self.rank * local:(self.rank + 1) * local]
         return pos, pool[pos]
 
+    def unlabeled_batch(self, step: int) -> int:
+        """The global unlabeled batch at `step`: batch_size x mu, where mu grows from
+        --unlabeled-ratio-start to --unlabeled-ratio in stages of equal length when the start is set."""
+        o = self.o
+        if not self.bu or o.unlabeled_ratio_start is None:
+            return self.bu
+        lo, hi = o.unlabeled_ratio_start, o.unlabeled_ratio
+        return o.batch_size * min(hi, lo + (hi - lo + 1) * step // o.steps)
+
     def batch(self):
         _, li = self._draw(self.lab, self.o.batch_size, self.local_b)
         xs, y = self.views.make(self.store.gather(li), self.m.labeled_views, self.hidden[li])
         us, ui, upos, outside = {}, None, None, None
-        if self.bu:
-            upos, ui = self._draw(self.ulb, self.bu, self.local_bu)
+        bu = self.unlabeled_batch(self.step_n)
+        if bu:
+            upos, ui = self._draw(self.ulb, bu, bu // self.world)
             us, outside = self.views.make(self.store.gather(ui), self.m.unlabeled_views)
         xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
         us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
@@ -356,18 +370,18 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self, meta: dict) -> dict:
         o = self.o
-        images_per_step = o.batch_size + self.bu
+        window_images = 0
         bar = tqdm(total=o.steps, initial=self.step_n, disable=self.rank != 0 or o.quiet,
                    dynamic_ncols=True, unit="step", desc=meta.get("method", "train"))
         last_eval = {}
-        window_t, window_steps = 0.0, 0
+        window_t = 0.0
         while self.step_n < o.steps:
             t0 = time.perf_counter()
+            window_images += o.batch_size + self.unlabeled_batch(self.step_n)
             self.train_step()
             dt = time.perf_counter() - t0
             self.train_seconds += dt
             window_t += dt
-            window_steps += 1
             bar.update(1)
             s = self.step_n
             read = s % o.log_every == 0 or s % o.eval_every == 0 or s == o.steps
@@ -394,7 +408,7 @@ class Trainer:
                 if self.rank == 0:
                     logs = self.logs
                     row = {"step": s, **last_eval, **logs, "lr": self.sched.get_last_lr()[0],
-                           "images_per_second": images_per_step * window_steps / max(window_t, 1e-9)}
+                           "images_per_second": window_images / max(window_t, 1e-9)}
                     self.history.append(row)
                     p = self.primary
                     select = row.get(f"val_{p}", row[f"test_{p}"])
@@ -409,7 +423,7 @@ class Trainer:
                         self.task.after_eval(self.m, self.run.path, s)
                     bar.set_postfix({"loss": f"{logs['loss']:.3f}", p: f"{row['test_' + p]:.4f}",
                                      **({"mask": f"{logs['mask_rate']:.2f}"} if "mask_rate" in logs else {})})
-                self.logs, window_t, window_steps = {}, 0.0, 0
+                self.logs, window_t, window_images = {}, 0.0, 0
             if saving or stopping:  # every process: the state has collectives
                 if self.world > 1:
                     dist.average_buffers(self.m)
@@ -458,7 +472,7 @@ class Trainer:
         val split, else on test), with what the task adds (`Task.summary_metrics`)."""
         final = self.history[-1] if self.history else {}
         best, p = self.best.get("row", {}), self.primary
-        imgs = (self.o.batch_size + self.bu) * self.o.steps
+        imgs = sum(self.o.batch_size + self.unlabeled_batch(k) for k in range(self.o.steps))
         m = {f"test_{p}": final.get(f"test_{p}"), f"best_test_{p}": best.get(f"test_{p}", 0.0),
              "best_step": self.best["step"], "selected_on": "val" if self.data.val is not None else "test"}
         if self.data.val is not None:

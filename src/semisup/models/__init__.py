@@ -32,6 +32,7 @@ class Entry(NamedTuple):
 MODELS = {
     "cnn": Entry(lambda c, k: SmallCNN(c, k, width=32), 4),
     "cnn_small": Entry(lambda c, k: SmallCNN(c, k, width=16), 4),
+    "cnn_small_s2d": Entry(lambda c, k: SmallCNN(c, k, width=16, space_to_depth=True), 7),
     "wrn28_2": Entry(lambda c, k: WideResNet(c, k, depth=28, widen=2)),
     "cnn13": Entry(lambda c, k: CNN13(c, k), 4),
     "gan_cnn": Entry(lambda c, k: ConvDiscriminator(c, k, width=32)),
