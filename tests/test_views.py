@@ -83,3 +83,25 @@ def test_the_indexed_weak_shift_equals_the_bilinear_warp():
             fast = _shift_whole(x, tx, ty, flip, p, pad)
             torch.testing.assert_close(fast, warp, rtol=0, atol=1e-5)
             assert not torch.equal(fast, x)
+
+
+def test_the_warp_equals_kornias_warp_affine(monkeypatch):
+    """The strong view's rotate/shear/translate/flip warp builds its sampling grid itself; the
+    images are kornia's `warp_affine`'s (bilinear, align_corners), both paddings, odd sizes too."""
+    import kornia
+
+    import semisup.data.views as views
+
+    torch.manual_seed(0)
+    for pad in ("zeros", "reflection"):
+        for c, h, w in ((1, 28, 28), (3, 12, 20), (1, 9, 7)):
+            x, b = torch.rand(32, c, h, w), 32
+            args = (torch.rand(b) * 60 - 30, torch.rand(b) * 0.6 - 0.3, torch.rand(b) * 0.6 - 0.3,
+                    torch.randn(b) * 3, torch.randn(b) * 3, (torch.rand(b) < 0.5).float())
+            ours = views._affine(x, *args, pad)
+            with monkeypatch.context() as mp:
+                mp.setattr(views, "_warp", lambda x, m, pad: kornia.geometry.transform.warp_affine(
+                    x, m[:, :2], x.shape[-2:], padding_mode=pad))
+                theirs = views._affine(x, *args, pad)
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
+            assert (ours - x).abs().mean() > 0.01

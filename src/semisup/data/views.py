@@ -49,7 +49,23 @@ def _affine(x: torch.Tensor, angle, shear_x, shear_y, tx, ty, flip, pad: str) ->
     m = center @ rot @ shear @ fl @ back
     m[:, 0, 2] += tx
     m[:, 1, 2] += ty
-    return kornia.geometry.transform.warp_affine(x, m[:, :2], (h, w), padding_mode=pad)
+    return _warp(x, m, pad)
+
+
+def _warp(x: torch.Tensor, m: torch.Tensor, pad: str, mode: str = "bilinear") -> torch.Tensor:
+    """kornia's `warp_affine(x, m[:, :2], (h, w), mode, padding_mode=pad)` (align_corners), with
+    the sampling grid from one matrix product of the pixel grid and every image's matrix: kornia's
+    eager path makes it from eight whole-grid products and sums, and `F.affine_grid` from a batched
+    product of tiny matrices (3.0 and 4.0 ms for 224 MNIST images on 2 CPU threads; this, 0.1 ms)."""
+    b, c, h, w = x.shape
+    to_unit = torch.tensor([[2 / max(w - 1, 1), 0, -1], [0, 2 / max(h - 1, 1), -1], [0, 0, 1]],
+                           device=x.device, dtype=m.dtype)
+    theta = (to_unit @ torch.linalg.inv(m) @ torch.linalg.inv(to_unit))[:, :2]  # output pixel -> input, in [-1, 1]
+    xs = torch.linspace(-1, 1, w, device=x.device, dtype=m.dtype) if w > 1 else torch.zeros(1, device=x.device)
+    ys = torch.linspace(-1, 1, h, device=x.device, dtype=m.dtype) if h > 1 else torch.zeros(1, device=x.device)
+    pixels = torch.stack([xs.repeat(h), ys.repeat_interleave(w), torch.ones(h * w, device=x.device)], 1)
+    grid = (pixels @ theta.permute(2, 0, 1).reshape(3, b * 2)).view(h, w, b, 2).permute(2, 0, 1, 3)
+    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode=pad, align_corners=True)
 
 
 def _shift_whole(x: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, flip: torch.Tensor, p: int,
