@@ -64,7 +64,7 @@ def _warp(x: torch.Tensor, m: torch.Tensor, pad: str) -> torch.Tensor:
     xs = torch.linspace(-1, 1, w, device=x.device, dtype=m.dtype) if w > 1 else torch.zeros(1, device=x.device)
     ys = torch.linspace(-1, 1, h, device=x.device, dtype=m.dtype) if h > 1 else torch.zeros(1, device=x.device)
     pixels = torch.stack([xs.repeat(h), ys.repeat_interleave(w), torch.ones(h * w, device=x.device)], 1)
-    grid = (pixels @ theta.permute(2, 0, 1).reshape(3, b * 2)).view(h, w, b, 2).permute(2, 0, 1, 3)
+    grid = (theta.reshape(b * 2, 3) @ pixels.T).view(b, 2, h, w).permute(0, 2, 3, 1)  # x, y last, as a view
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=pad, align_corners=True)
 
 
@@ -143,6 +143,8 @@ class ViewMaker:
         b, c, h, w = x.shape
         dev = x.device
         subsets = dev.type == "cpu" if subsets is None else subsets
+        if subsets:
+            x = x.clone()  # written in place, op by op, below
         picks = torch.randint(len(OPS), (b, self.ra_ops), device=dev)
         on = {op: (picks == i).any(1) for i, op in enumerate(OPS)}
         u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, device=dev)  # noqa: E731
@@ -153,7 +155,7 @@ class ViewMaker:
             if not subsets:
                 return torch.where(on[op].view(-1, 1, 1, 1), f(x, slice(None)), x)
             i = on[op].nonzero().squeeze(1)
-            return x.index_copy(0, i, f(x[i], i)) if len(i) else x
+            return x.index_copy_(0, i, f(x[i], i)) if len(i) else x  # x: this call's own copy
 
         def autocontrast(y, i):
             lo, hi = y.amin((2, 3), keepdim=True), y.amax((2, 3), keepdim=True)
