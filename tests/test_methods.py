@@ -176,8 +176,11 @@ def test_compile_keeps_one_graph_through_the_batchnorm_warm_up():
 
 def test_the_sgd_steps_as_torchs_and_a_run_never_imports_dynamo(tmp_path):
     """`methods.base.SGD` (torch's SGD without its first-call import of torch._dynamo, 1.5-2.6 s
-    of a command) gives torch's weights bit for bit, with Nesterov and a decay group, and its
-    state loads into torch's; a short `semisup train` then never imports torch._dynamo."""
+    of a command) gives torch's weights bit for bit, fused (its default on a CPU) and not, with
+    Nesterov and a decay group, and its state loads into torch's; the fused update is the
+    per-tensor one to within float rounding, also where a layer gets its first gradient after the
+    others (that step takes the per-tensor path); a short `semisup train` never imports
+    torch._dynamo."""
     import copy
     import subprocess
     import sys
@@ -187,22 +190,47 @@ def test_the_sgd_steps_as_torchs_and_a_run_never_imports_dynamo(tmp_path):
     torch.manual_seed(0)
     nn = torch.nn
     a = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(288, 4))
-    b = copy.deepcopy(a)
+    extra = nn.Linear(4, 2)  # trained from the third step on
 
-    def groups(m):
-        return [{"params": [p for p in m.parameters() if p.ndim > 1], "weight_decay": 5e-4},
-                {"params": [p for p in m.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    def groups(m, e):
+        return [{"params": [p for p in m.parameters() if p.ndim > 1] + [e.weight], "weight_decay": 5e-4},
+                {"params": [p for p in m.parameters() if p.ndim <= 1] + [e.bias], "weight_decay": 0.0}]
 
-    theirs = torch.optim.SGD(groups(a), lr=0.03, momentum=0.9, nesterov=True)
-    mine = SGD(groups(b), lr=0.03, momentum=0.9, nesterov=True)
+    runs = {}
+    for name, make in (("torch", lambda g: torch.optim.SGD(g, lr=0.03, momentum=0.9, nesterov=True)),
+                       ("torch fused", lambda g: torch.optim.SGD(g, lr=0.03, momentum=0.9, nesterov=True, fused=True)),
+                       ("ours", lambda g: SGD(g, lr=0.03, momentum=0.9, nesterov=True)),
+                       ("ours per tensor", lambda g: SGD(g, lr=0.03, momentum=0.9, nesterov=True, fused=False))):
+        m, e = copy.deepcopy(a), copy.deepcopy(extra)
+        o = make(groups(m, e))
+        torch.manual_seed(1)
+        for k in range(4):
+            x = torch.randn(4, 3, 8, 8)
+            o.zero_grad()
+            out = m(x)
+            (out.square().mean() + (e(out).square().mean() if k >= 2 or name == "torch fused" else 0)).backward()
+            o.step()
+        runs[name] = (m, e, o)
+    assert runs["ours"][2].param_groups[0]["fused"]
+    same = lambda u, v: all(torch.equal(p, q) for p, q in zip(u.state_dict().values(), v.state_dict().values()))  # noqa: E731
+    assert same(runs["torch"][0], runs["ours per tensor"][0]) and same(runs["torch"][1], runs["ours per tensor"][1])
+    for p, q in zip(runs["torch"][0].parameters(), runs["ours"][0].parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
+    torch.testing.assert_close(runs["ours"][1].weight, runs["torch"][1].weight, rtol=0, atol=1e-5)
+    assert not torch.equal(runs["ours"][1].weight, extra.weight)  # the late layer learned
+    # fused from the first step, ours is torch's fused update bit for bit
+    m, e = copy.deepcopy(a), copy.deepcopy(extra)
+    o = SGD(groups(m, e), lr=0.03, momentum=0.9, nesterov=True)
+    torch.manual_seed(1)
     for _ in range(4):
         x = torch.randn(4, 3, 8, 8)
-        for m, o in ((a, theirs), (b, mine)):
-            o.zero_grad()
-            m(x).square().sum().backward()
-            o.step()
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
-    again = torch.optim.SGD(groups(copy.deepcopy(b)), lr=0.03, momentum=0.9, nesterov=True)
+        o.zero_grad()
+        out = m(x)
+        (out.square().mean() + e(out).square().mean()).backward()
+        o.step()
+    assert same(m, runs["torch fused"][0]) and same(e, runs["torch fused"][1])
+    theirs, mine = runs["torch"][2], runs["ours per tensor"][2]
+    again = torch.optim.SGD(groups(copy.deepcopy(a), copy.deepcopy(extra)), lr=0.03, momentum=0.9, nesterov=True)
     again.load_state_dict(mine.state_dict())
     assert all(torch.equal(u["momentum_buffer"], v["momentum_buffer"])
                for u, v in zip(again.state_dict()["state"].values(), theirs.state_dict()["state"].values()))

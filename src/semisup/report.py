@@ -7,16 +7,28 @@ from pathlib import Path
 from .engine.runfolder import atomic_write
 
 
+def figure(nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8), **subplots):
+    """A matplotlib figure and its axes (`Figure.subplots`' arguments) on the Agg canvas, made
+    without pyplot: pyplot's import and its figure registry took 0.4-0.5 s of a run's curves plot
+    (the digits default runs in 15 s), and such a figure needs no closing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **subplots)
+
+
+def save_figure(fig, path: Path) -> None:
+    """`fig` as a PNG at `path`, written atomically."""
+    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
+
+
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     if not rows:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = [r["step"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, b) = figure(1, 2, figsize=(10, 3.6))
     for k in sorted(k for k in rows[-1] if k.startswith("loss")):
         a.plot(steps, [r.get(k) for r in rows], label=k)
     a.set_xlabel("step"), a.set_ylabel("training loss"), a.legend(), a.set_yscale("log")
@@ -25,11 +37,8 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
             b.plot(steps, [r.get(k) for r in rows], label=k.replace("_", " "))
     b.set_xlabel("step"), b.set_ylim(0, 1), b.legend(), b.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.13, top=0.88, wspace=0.18)  # tight_layout's, fixed: 0.2 s less
+    save_figure(fig, path)
 
 
 def save_grid(images, path: Path, nrow: int = 10, pad: int = 1) -> None:
@@ -52,15 +61,10 @@ def save_grid(images, path: Path, nrow: int = 10, pad: int = 1) -> None:
 def save_contact_sheet(images, titles: list[str], path: Path, ncol: int = 10) -> None:
     """uint8 images N x C x H x W as a sheet of thumbnails, `ncol` a row, each under its title,
     written atomically (`semisup suggest`'s picks.png)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(images)
     ncol = max(1, min(ncol, n))
     nrow = max(1, -(-n // ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.4 * ncol, 1.6 * nrow), squeeze=False)
+    fig, axes = figure(nrow, ncol, figsize=(1.4 * ncol, 1.6 * nrow), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles):
@@ -70,10 +74,7 @@ def save_contact_sheet(images, titles: list[str], path: Path, ncol: int = 10) ->
                   interpolation="nearest")
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
-    try:
-        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def colorize(masks, palette):
@@ -249,14 +250,9 @@ def _scored(run_dir: str, dest: Path, worst: int) -> list[str]:
 
 
 def _plot_confusion(cm, classes: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = len(classes)
     side = min(12, 2.5 + 0.45 * k)
-    fig, ax = plt.subplots(figsize=(side + 1, side))
+    fig, ax = figure(figsize=(side + 1, side))
     m = cm.numpy()
     im = ax.imshow(m, cmap="Blues")
     if k <= 30:
@@ -272,7 +268,4 @@ def _plot_confusion(cm, classes: list[str], path: Path) -> None:
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    try:
-        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .engine.runfolder import atomic_write, check_writable, run_state
 from .errors import UserError
+from .report import figure, save_figure
 
 BASELINE = "supervised"  # the labeled images alone
 MARKER = ".semisup-sweep"
@@ -268,16 +269,12 @@ def _plot_scores(path: Path, by: dict, methods: list[str], labels: list[int], me
     """Above: the test score against the labels, a line per method (mean over seeds, band from the
     lowest to the highest), the baseline dashed. Below, where there is a baseline: each method's
     gain over it at every point, in points, with the gain written beside the point."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     base = {n: statistics.mean(by[BASELINE, n]) for n in labels if by.get((BASELINE, n))}
     others = [m for m in methods if m != BASELINE]
     gains = bool(base) and bool(others)
-    fig, axes = plt.subplots(2 if gains else 1, 1, figsize=(8, 6.8 if gains else 4.6), sharex=True, squeeze=False,
+    fig, axes = figure(2 if gains else 1, 1, figsize=(8, 6.8 if gains else 4.6), sharex=True, squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1.4]} if gains else None)
     ax = axes[0, 0]
     colours = {BASELINE: "0.45", **{m: f"C{i}" for i, m in enumerate(others)}}
@@ -315,17 +312,12 @@ def _plot_scores(path: Path, by: dict, methods: list[str], labels: list[int], me
         a.xaxis.set_minor_formatter(NullFormatter())
         a.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_training(path: Path, out: Path, rows: list[dict], method: str) -> bool:
     """Pseudo-label accuracy and mask rate against the step, mean over seeds, a line per label
     count; False (nothing written) where the method logs neither."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .engine.runfolder import RunFolder
 
     keys = ("pseudo_label_accuracy", "mask_rate")
@@ -337,7 +329,7 @@ def _plot_training(path: Path, out: Path, rows: list[dict], method: str) -> bool
                     series.setdefault(r["labels"], {}).setdefault(k, {}).setdefault(e["step"], []).append(e[k])
     if not series:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    fig, axes = figure(1, 2, figsize=(10, 3.6), sharex=True)
     for j, n in enumerate(sorted(series)):
         for ax, k in zip(axes, keys):
             steps = sorted(series[n].get(k, {}))
@@ -352,14 +344,7 @@ def _plot_training(path: Path, out: Path, rows: list[dict], method: str) -> bool
         ax.legend(fontsize=8)
     fig.suptitle(f"{method}: pseudo-labels over training")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    finally:
-        plt.close(fig)

@@ -69,7 +69,22 @@ class SGD(torch.optim.SGD):
     the update functions `torch.optim.SGD.step` calls, on the same arguments, so the weights are
     the same bit for bit (a test), and the momentum buffers are where torch keeps them, so
     checkpoints load either way. Falls back to torch's step where its private functions are not
-    there or an option needs its wrapper (closure, differentiable, fused, maximize)."""
+    there or an option needs its wrapper (closure, differentiable, maximize).
+    `fused` (the default here where torch has a fused kernel for the parameters' devices): the
+    whole update in one kernel, `torch._fused_sgd_`: on the digits network 0.18 ms a step against
+    0.63 for the per-tensor loop (2 CPU threads), the same update to within float rounding (a
+    test); a step where only some parameters have momentum buffers yet takes the per-tensor path,
+    which starts them one by one as torch does."""
+
+    def __init__(self, params, fused: bool | None = None, **kw):
+        if fused is None:
+            params = list(params)
+            tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+            from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+            fused = bool(tensors) and all(t.is_floating_point() and t.device.type in
+                                          _get_fused_kernels_supported_devices() for t in tensors)
+        super().__init__(params, fused=fused, **kw)
 
     add_param_group = _undecorated("add_param_group")
     zero_grad = _undecorated("zero_grad")
@@ -81,19 +96,22 @@ class SGD(torch.optim.SGD):
         from torch.optim import sgd as impl
 
         funcs = [getattr(impl, n, None) for n in ("_default_to_fused_or_foreach", "_multi_tensor_sgd",
-                                                  "_single_tensor_sgd")]
-        wrapped = any(g.get("differentiable") or g.get("fused") or g.get("maximize") for g in self.param_groups)
+                                                  "_single_tensor_sgd", "_fused_sgd")]
+        wrapped = any(g.get("differentiable") or g.get("maximize") for g in self.param_groups)
         if closure is not None or wrapped or None in funcs or not hasattr(self, "_init_group"):
             return super().step(closure)
-        default, multi, single = funcs
+        default, multi, single, fused = funcs
         for g in self.param_groups:
             params, grads, bufs = [], [], []
             sparse = self._init_group(g, params, grads, bufs)
             foreach = g.get("foreach")
             foreach = default(params, differentiable=False, use_fused=False)[1] if foreach is None else foreach
-            (multi if foreach else single)(params, grads, bufs, None, None, weight_decay=g["weight_decay"],
-                                           momentum=g["momentum"], lr=g["lr"], dampening=g["dampening"],
-                                           nesterov=g["nesterov"], maximize=False, has_sparse_grad=sparse)
+            started = [b is not None for b in bufs]
+            whole = g["momentum"] == 0 or all(started) or not any(started)  # what the fused kernel takes
+            func = fused if g.get("fused") and not sparse and whole else multi if foreach else single
+            func(params, grads, bufs, None, None, weight_decay=g["weight_decay"], momentum=g["momentum"],
+                 lr=g["lr"], dampening=g["dampening"], nesterov=g["nesterov"], maximize=False,
+                 has_sparse_grad=sparse)
             if g["momentum"] != 0:
                 for p, b in zip(params, bufs):
                     self.state[p]["momentum_buffer"] = b
