@@ -165,7 +165,7 @@ def test_train_help_lists_the_chosen_methods_options_with_its_defaults(capsys):
 
     h = help_text(capsys, "train", "--help")  # no --method: the default method on the default data, with its budget
     assert "options of flexmatch, the default method (--task classify)" in h and "--threshold" in h
-    assert "optimisation (defaults of flexmatch on digits)" in h and "training steps (default 600)" in h
+    assert "optimisation (defaults of flexmatch on digits)" in h and "training steps (default 300)" in h
     assert "(mu; default 3)" in h
     h = help_text(capsys, "train", "--data", "pets/", "--help")  # a path: the task's default method
     assert "options of fixmatch, the default method (--task classify)" in h and "(mu; default 7)" in h
@@ -185,21 +185,22 @@ def test_the_parser_still_takes_every_methods_options(capsys, tmp_path):
 
 
 def test_a_data_sets_defaults_for_one_task_apply_to_that_task_alone():
-    """digits' classification defaults (flexmatch; for flexmatch the weak view's own pass, 600
-    steps, cnn_small and 3 unlabeled images per labeled one; for fixmatch the own pass) layer under whatever is given, and leave the other tasks'
+    """digits' classification defaults (flexmatch; for flexmatch the weak view's own pass, 300
+    steps of 64 labeled images, cnn_small and 3 unlabeled images per labeled one; for fixmatch the own pass) layer under whatever is given, and leave the other tasks'
     and methods' own defaults alone."""
     cfg = resolve({})
-    assert (cfg["method"], cfg["weak_pass"], cfg["steps"]) == ("flexmatch", "separate", 600)
+    assert (cfg["method"], cfg["weak_pass"], cfg["steps"], cfg["batch_size"]) == ("flexmatch", "separate", 300, 64)
     assert (cfg["model"], cfg["unlabeled_ratio"]) == ("cnn_small", 3)
     assert resolve({"model": "cnn"})["model"] == "cnn"  # given options stay above
     cfg = resolve({"method": "fixmatch"})
-    assert (cfg["weak_pass"], cfg["steps"], cfg["model"], cfg["unlabeled_ratio"]) == ("separate", 1000, None, 7)
+    assert (cfg["weak_pass"], cfg["steps"], cfg["model"], cfg["unlabeled_ratio"], cfg["batch_size"]) == \
+        ("separate", 1000, None, 7, 32)
     assert resolve({"method": "supervised"})["steps"] == 1000  # the baseline keeps the data set's budget
     cfg = resolve({"method": "fixmatch", "weak_pass": "joint", "steps": 50})
     assert (cfg["weak_pass"], cfg["steps"]) == ("joint", 50)
     assert "weak_pass" not in resolve({"method": "mixmatch"})  # not one of its options
     gen = resolve({"task": "generate"})
-    assert gen["method"] == TASK_DEFAULTS["generate"]["method"] and gen["steps"] != 600
+    assert gen["method"] == TASK_DEFAULTS["generate"]["method"] and gen["steps"] != 300
     seg = resolve({"task": "segment"})
     assert seg["method"] == TASK_DEFAULTS["segment"]["method"] and seg["steps"] == 1000
     assert resolve({"data": "mnist-like.npz", "method": "fixmatch"})["weak_pass"] == "joint"  # only digits
