@@ -275,7 +275,7 @@ def _plot_scores(path: Path, by: dict, methods: list[str], labels: list[int], me
     others = [m for m in methods if m != BASELINE]
     gains = bool(base) and bool(others)
     fig, axes = figure(2 if gains else 1, 1, figsize=(8, 6.8 if gains else 4.6), sharex=True, squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1.4]} if gains else None)
+                       gridspec_kw={"height_ratios": [3, 1.4]} if gains else None)
     ax = axes[0, 0]
     colours = {BASELINE: "0.45", **{m: f"C{i}" for i, m in enumerate(others)}}
     for m in methods:

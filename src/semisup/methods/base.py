@@ -67,7 +67,7 @@ def _undecorated(name: str):
 class SGD(torch.optim.SGD):
     """torch's SGD without the first-call import of torch._dynamo (`_undecorated`): its step calls
     the update functions `torch.optim.SGD.step` calls, on the same arguments, so the weights are
-    the same bit for bit (a test), and the momentum buffers are where torch keeps them, so
+    torch's bit for bit, fused and not (a test), and the momentum buffers are where torch keeps them, so
     checkpoints load either way. Falls back to torch's step where its private functions are not
     there or an option needs its wrapper (closure, differentiable, maximize).
     `fused` (the default here where torch has a fused kernel for the parameters' devices): the
@@ -109,7 +109,8 @@ class SGD(torch.optim.SGD):
             started = [b is not None for b in bufs]
             whole = g["momentum"] == 0 or all(started) or not any(started)  # what the fused kernel takes
             func = fused if g.get("fused") and not sparse and whole else multi if foreach else single
-            func(params, grads, bufs, None, None, weight_decay=g["weight_decay"], momentum=g["momentum"],
+            scaling = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)  # a GradScaler's, fused
+            func(params, grads, bufs, *scaling, weight_decay=g["weight_decay"], momentum=g["momentum"],
                  lr=g["lr"], dampening=g["dampening"], nesterov=g["nesterov"], maximize=False,
                  has_sparse_grad=sparse)
             if g["momentum"] != 0:
