@@ -262,3 +262,40 @@ def test_the_unlabeled_batch_grows_in_equal_stages_and_a_resume_keeps_them(tmp_p
         t.train_step()
     assert seen == [{"weak": n, "strong": n} for n in [16] * 10 + [32] * 10 + [48] * 10]
     assert_resume_equal(new, tmp_path, 14, 8)
+
+
+@pytest.mark.parametrize("draw", ["passes", "independent"])
+def test_batches_draw_each_image_once_a_pass(draw):
+    """--draw passes (as USB and TorchSSL sample): 5 batches of 16 from 40 labeled images are two
+    passes, each image once in each, the order new in each, a batch ending one pass and beginning
+    the next; the unlabeled pool's positions too. --draw independent (the default) repeats images
+    within a pass. A resume inside a pass: test_resumed_steps_equal_uninterrupted_when_drawing_passes."""
+    cfg = resolve({"method": "fixmatch", "steps": 10, "batch_size": 16, "unlabeled_ratio": 2, "model": "cnn",
+                   "draw": draw, "quiet": True})
+    data, views, m = prepare(cfg)
+    opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
+    t = Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task))
+    assert len(t.lab) == 40
+    drawn = torch.cat([t._draw("lab", t.lab, 16, 16)[1] for _ in range(5)])
+    first, second = drawn[:40], drawn[40:]
+    if draw == "passes":
+        assert torch.equal(first.sort().values, t.lab.sort().values)
+        assert torch.equal(second.sort().values, t.lab.sort().values)
+        assert not torch.equal(first, second)
+        upos, ui = t._draw("ulb", t.ulb, 32, 32)
+        assert len(set(upos.tolist())) == 32 and torch.equal(ui, t.ulb[upos])
+    else:
+        assert len(set(first.tolist())) < 40
+
+
+def test_resumed_steps_equal_uninterrupted_when_drawing_passes(tmp_path):
+    """The rest of each pass is in the checkpoint: 6 steps of 16 from 40 labeled images stop
+    inside the third pass, and 4 more from the checkpoint equal 4 more without it."""
+    def new():
+        cfg = resolve({"method": "flexmatch", "steps": 10, "batch_size": 16, "unlabeled_ratio": 2, "model": "cnn",
+                       "draw": "passes", "eval_every": 10, "save_every": 10, "log_every": 5, "quiet": True})
+        data, views, m = prepare(cfg)
+        opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
+        return Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task))
+
+    assert_resume_equal(new, tmp_path, 6, 4)

@@ -54,6 +54,10 @@ class TrainOptions(Checked):
     save_every: int = option(500, "steps between checkpoints", check=COUNT)
     log_every: int = option(20, "steps between log reads", check=COUNT)
     seed: int = option(0, "seed of the labeled draw, initial weights and sampling", check=Interval(int, 0))
+    draw: str = option("independent", "how batches draw from the labeled images and the unlabeled pool: "
+                       "independent (every index uniformly at random, so an image may come twice before another "
+                       "comes once; every figure in docs/benchmarks.md) or passes (each image once a pass, in a new "
+                       "random order each pass, as USB and TorchSSL sample)", check=Choice("independent", "passes"))
     amp: str = option("auto", "auto (bf16 on CUDA; on a CPU with native bf16 (AVX512-BF16, AMX) bf16 for the methods "
                       "measured to keep their accuracy with it (fixmatch, flexmatch with --weak-pass separate), else float32), bf16, off",
                       check=Choice("auto", "bf16", "off"))
@@ -226,6 +230,8 @@ class Trainer:
         self.lab, self.ulb = data.labeled.to(device), data.unlabeled.to(device)
         # the same index stream on every process (each takes its slice); augmentation differs
         self.sampler = torch.Generator(device=device).manual_seed(o.seed)
+        # --draw passes: what is left of each pool's current pass (positions in the pool)
+        self.queues = {"lab": self.lab[:0], "ulb": self.ulb[:0]}
         torch.manual_seed(o.seed * 1000 + rank + 1)
         np.random.seed(o.seed * 1000 + rank + 1)
         random.seed(o.seed * 1000 + rank + 1)
@@ -240,9 +246,16 @@ class Trainer:
         self.best = {"select": -1.0, "step": 0, "row": {}}
 
     # ------------------------------------------------------------------ batches
-    def _draw(self, pool: torch.Tensor, n: int, local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions in the pool and image indices, this process's share of the global batch."""
-        pos = torch.randint(len(pool), (n,), device=self.dev, generator=self.sampler)
+    def _draw(self, key: str, pool: torch.Tensor, n: int, local: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions in the pool and image indices, this process's share of the global batch: the
+        next n of the pool's passes (a batch may end one pass and begin the next), or n independent draws."""
+        if self.o.draw == "independent":
+            pos = torch.randint(len(pool), (n,), device=self.dev, generator=self.sampler)
+        else:
+            q = self.queues[key]
+            while len(q) < n:
+                q = torch.cat([q, torch.randperm(len(pool), device=self.dev, generator=self.sampler)])
+            pos, self.queues[key] = q[:n], q[n:]
         pos = pos[self.rank * local:(self.rank + 1) * local]
         return pos, pool[pos]
 
@@ -256,12 +269,12 @@ class Trainer:
         return o.batch_size * min(hi, lo + (hi - lo + 1) * step // o.steps)
 
     def batch(self):
-        _, li = self._draw(self.lab, self.o.batch_size, self.local_b)
+        _, li = self._draw("lab", self.lab, self.o.batch_size, self.local_b)
         xs, y = self.views.make(self.store.gather(li), self.m.labeled_views, self.hidden[li])
         us, ui, upos, outside = {}, None, None, None
         bu = self.unlabeled_batch(self.step_n)
         if bu:
-            upos, ui = self._draw(self.ulb, bu, bu // self.world)
+            upos, ui = self._draw("ulb", self.ulb, bu, bu // self.world)
             us, outside = self.views.make(self.store.gather(ui), self.m.unlabeled_views)
         xs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in xs.items()}
         us = {k: v.contiguous(memory_format=torch.channels_last) for k, v in us.items()}
@@ -349,7 +362,8 @@ class Trainer:
         return {"step": self.step_n, "model": self.ema.module.state_dict(), "method": self.m.state_dict(),
                 "ema": self.ema.state_dict(),
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                "sampler": self.sampler.get_state(), "rng": dist.gather(rng_state(self.dev)),
+                "sampler": self.sampler.get_state(), "queues": {k: q.cpu() for k, q in self.queues.items()},
+                "rng": dist.gather(rng_state(self.dev)),
                 "sums": dict(self.sums), "logs": self.logs, "history": self.history,
                 "best": self.best, "train_seconds": self.train_seconds, "world": self.world}
 
@@ -359,6 +373,8 @@ class Trainer:
         self.opt.load_state_dict(s["optimizer"])
         self.sched.load_state_dict(s["scheduler"])
         self.sampler.set_state(s["sampler"].to("cpu") if self.dev.type != "cuda" else s["sampler"].cpu())
+        if "queues" in s:  # older checkpoints drew independently
+            self.queues = {k: q.to(self.dev) for k, q in s["queues"].items()}
         rngs = s["rng"]
         set_rng_state(rngs[self.rank] if len(rngs) == self.world else rngs[0], self.dev)
         sums = s["sums"] if "sums" in s else s["acc"]  # "acc": the key's name in older checkpoints
