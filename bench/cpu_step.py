@@ -6,6 +6,7 @@ Any `semisup train` option is given as key=value; `--glibc-default` leaves the t
     python bench/cpu_step.py data=../shared/data/mnist labels=100 method=flexmatch weak_pass=separate batch_size=32
     python bench/cpu_step.py --glibc-default data=...          # the same with glibc's malloc defaults
     python bench/cpu_step.py --threads 1 ...                  # torch threads (default: torch's)
+    python bench/cpu_step.py --layout nchw ...                # the network and its inputs in NCHW, as USB runs
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def main() -> None:
     ap.add_argument("--warm-up", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--glibc-default", action="store_true", help="do not keep freed memory in the heap")
+    ap.add_argument("--layout", choices=["channels_last", "nchw"], default="channels_last",
+                    help="memory layout of the network and its inputs (the trainer's: channels_last)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -49,8 +52,19 @@ def main() -> None:
     data, views, method = prepare(cfg)
     opts = TrainOptions(**{f.name: cfg[f.name] for f in fields(TrainOptions)})
     t = Trainer(method, data, views, opts, None, torch.device("cpu"), task=get_task(cfg["task"]))
+    if a.layout == "nchw":  # the trainer makes both channels-last; undo it for the network and each batch
+        t.m.to(memory_format=torch.contiguous_format)
+        made = t.batch
+
+        def nchw_batch():
+            b, ui = made()
+            for views in (b.x, b.u):
+                for k, v in views.items():
+                    views[k] = v.contiguous()
+            return b, ui
+        t.batch = nchw_batch
     print(f"{cfg['method']}, {cfg['model']}, B = {opts.batch_size} + {t.bu}, amp {t.amp is not None}, "
-          f"{torch.get_num_threads()} threads, heap kept: {not a.glibc_default}")
+          f"{torch.get_num_threads()} threads, heap kept: {not a.glibc_default}, {a.layout}")
     for _ in range(a.warm_up):
         t.train_step()
     times: dict[str, list[float]] = {}
