@@ -12,11 +12,12 @@ from semisup.tasks import get_task
 from semisup.methods import METHODS
 
 
-def make(method, tmp_path=None, steps=30):
+def make(method, tmp_path=None, steps=30, **options):
     """Every method on digits' `cnn` (flexmatch's default run there takes `cnn_small`, whose 12
-    steps here leave no prediction confident enough to move FlexMatch's table)."""
+    steps here leave no prediction confident enough to move FlexMatch's table); `options` are
+    further run options."""
     cfg = resolve({"method": method, "steps": steps, "batch_size": 16, "unlabeled_ratio": 2, "model": "cnn",
-                   "eval_every": steps, "save_every": steps, "log_every": 5, "quiet": True})
+                   "eval_every": steps, "save_every": steps, "log_every": 5, "quiet": True, **options})
     data, views, m = prepare(cfg)
     opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
     return Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task)), data
@@ -270,11 +271,7 @@ def test_batches_draw_each_image_once_a_pass(draw):
     passes, each image once in each, the order new in each, a batch ending one pass and beginning
     the next; the unlabeled pool's positions too. --draw independent (the default) repeats images
     within a pass. A resume inside a pass: test_resumed_steps_equal_uninterrupted_when_drawing_passes."""
-    cfg = resolve({"method": "fixmatch", "steps": 10, "batch_size": 16, "unlabeled_ratio": 2, "model": "cnn",
-                   "draw": draw, "quiet": True})
-    data, views, m = prepare(cfg)
-    opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
-    t = Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task))
+    t, _ = make("fixmatch", steps=10, draw=draw)
     assert len(t.lab) == 40
     drawn = torch.cat([t._draw("lab", t.lab, 16, 16)[1] for _ in range(5)])
     first, second = drawn[:40], drawn[40:]
@@ -291,11 +288,4 @@ def test_batches_draw_each_image_once_a_pass(draw):
 def test_resumed_steps_equal_uninterrupted_when_drawing_passes(tmp_path):
     """The rest of each pass is in the checkpoint: 6 steps of 16 from 40 labeled images stop
     inside the third pass, and 4 more from the checkpoint equal 4 more without it."""
-    def new():
-        cfg = resolve({"method": "flexmatch", "steps": 10, "batch_size": 16, "unlabeled_ratio": 2, "model": "cnn",
-                       "draw": "passes", "eval_every": 10, "save_every": 10, "log_every": 5, "quiet": True})
-        data, views, m = prepare(cfg)
-        opts = TrainOptions(**{k: cfg[k] for k in TrainOptions.__dataclass_fields__})
-        return Trainer(m, data, views, opts, None, torch.device("cpu"), task=get_task(m.task))
-
-    assert_resume_equal(new, tmp_path, 6, 4)
+    assert_resume_equal(lambda: make("flexmatch", steps=10, draw="passes")[0], tmp_path, 6, 4)
