@@ -25,6 +25,17 @@ def test_labels_total_is_balanced(digits):
     assert counts.sum() == 25 and counts.max() - counts.min() <= 1
 
 
+def test_labeled_fraction_is_that_share_of_each_class(digits):
+    """Digits' classes are uneven (126-146 training images): a share per class, so 1.0 labels
+    every image rather than asking a class for more than it has."""
+    per_class = torch.bincount(digits.train.y, minlength=10)
+    assert per_class.min() < per_class.max()
+    whole = make_semidata(digits, labeled_fraction=1.0, seed=0)
+    assert torch.equal(torch.bincount(whole.labeled_targets, minlength=10), per_class)
+    tenth = make_semidata(digits, labeled_fraction=0.1, seed=0)
+    assert torch.bincount(tenth.labeled_targets, minlength=10).tolist() == [round(0.1 * n) for n in per_class.tolist()]
+
+
 def test_seed_decides_the_draw(digits):
     a = make_semidata(digits, labels_per_class=4, seed=0).labeled
     b = make_semidata(digits, labels_per_class=4, seed=0).labeled

@@ -77,8 +77,8 @@ class RunOptions:
     labels: int | None = option(None, "labeled images to draw, class-balanced (default: digits 4 per class; other "
                                 "data: every labeled image)", check=COUNT)
     labels_per_class: int | None = option(None, "labeled images to draw per class", check=COUNT)
-    labeled_fraction: float | None = option(None, "share of the training images to label, e.g. 0.125 "
-                                            "(segmentation: images with masks)",
+    labeled_fraction: float | None = option(None, "share of each class's training images to label, e.g. 0.125; "
+                                            "1 labels them all (segmentation: of the images with masks)",
                                             check=Interval(float, 0, 1, closed="right"))
     model: str | None = option(None, "cnn, cnn_small, cnn_small_s2d, wrn28_2, cnn13, mlp_gan, gan_cnn, gan_cnn96 or any timm "
                                "architecture, e.g. resnet18 (`semisup models`; default: the "

@@ -87,10 +87,11 @@ def make_semidata(src: Source, labels: int | None = None, labels_per_class: int 
         test_name = f"held out from train ({holdout:.0%} of each class)"
     ytr = y[train_idx]
     pools = _per_class(ytr, k)
-    if labeled_fraction is not None:  # of the labeled training images, class-balanced
-        labels = max(k, round(labeled_fraction * sum(len(p) for p in pools)))
-    if labels is not None or labels_per_class is not None:
-        if labels is not None:
+    if given:
+        if labeled_fraction is not None:  # that share of each class (stratified): 1.0 labels them all
+            per = torch.tensor([max(1, round(labeled_fraction * len(p))) if len(p) else 0 for p in pools])
+            opt = f"--labeled-fraction {labeled_fraction}"
+        elif labels is not None:
             if labels < k:
                 raise UserError(f"--labels {labels}: need at least one per class ({k} classes)")
             per = torch.full((k,), labels // k, dtype=torch.long)
