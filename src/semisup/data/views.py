@@ -37,9 +37,12 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 def _equalize(x: torch.Tensor) -> torch.Tensor:
     """PIL's ImageOps.equalize of each channel of each image, on the 8-bit levels (x * 255).long():
     a level maps to (the count below it + step // 2) // step, step = (count - the top level's
-    count) // 255; a channel whose step is 0 stays as it is (kornia.enhance.equalize)."""
+    count) // 255; a channel whose step is 0 stays as it is (kornia.enhance.equalize). As kornia
+    0.9.2 reads them, 255 is raised by 2^-21 (relative) in float32 and float64, so that k / 255
+    rounded a unit low (x * (1 / 255), as CUDA divides) still reads level k, not k - 1."""
     b, c, h, w = x.shape
-    level = (x * 255).long().view(b * c, h * w)
+    scale = 255 * (1 + 2 ** -21) if x.dtype in (torch.float32, torch.float64) else 255
+    level = (x * scale).long().view(b * c, h * w)
     ones = torch.ones(b * c, h * w, device=x.device)  # float32 counts: exact to 2^24 pixels a channel
     hist = torch.zeros(b * c, 256, device=x.device).scatter_add_(1, level, ones)
     step = torch.div(hist.sum(1, keepdim=True) - hist.gather(1, level.amax(1, keepdim=True)), 255, rounding_mode="floor")
