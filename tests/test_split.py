@@ -26,7 +26,7 @@ def test_labels_total_is_balanced(digits):
 
 
 def test_labeled_fraction_is_that_share_of_each_class(digits):
-    """Digits' classes are uneven (126-146 training images): a share per class, so 1.0 labels
+    """Digits' classes are uneven (126-152 training images): a share per class, so 1.0 labels
     every image rather than asking a class for more than it has."""
     per_class = torch.bincount(digits.train.y, minlength=10)
     assert per_class.min() < per_class.max()
